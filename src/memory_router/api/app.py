@@ -1,0 +1,130 @@
+"""``create_app(settings)``: the FastAPI application, its error handler and middleware."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..errors import InvalidRequest, ModelNotFound, RouterError
+from ..service import RouterService
+from ..settings import Settings
+from . import completions, ops
+from .relay import JSONBytes
+
+__all__ = ["create_app"]
+
+log = structlog.get_logger("memory_router.api")
+
+
+class RequestIdMiddleware:
+    """Give every request an id (or keep the client's), bind it to logs, echo it back."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = ""
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                request_id = value.decode("latin-1")[:64]
+                break
+        request_id = request_id or secrets.token_hex(8)
+        raw_id = request_id.encode()
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", raw_id)]
+            await send(message)
+
+        with structlog.contextvars.bound_contextvars(request_id=request_id):
+            await self.app(scope, receive, send_with_id)
+
+
+def _render(error: RouterError) -> Response:
+    return JSONBytes(error.to_body(), status_code=error.status, headers=error.headers())
+
+
+async def _router_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RouterError)
+    if exc.status >= 500:
+        log.warning("request_failed", status=exc.status, error=exc.message)
+    return _render(exc)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        return _render(ModelNotFound(f"no such endpoint: {request.url.path}", code="not_found"))
+    error = RouterError(str(exc.detail))
+    error.status = exc.status_code
+    error.type = "invalid_request_error"
+    return _render(error)
+
+
+async def _validation_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+    param = ".".join(str(part) for part in first["loc"]) or None
+    return _render(InvalidRequest(f"invalid value for {param}: {first['msg']}", param=param))
+
+
+async def _unexpected(_: Request, exc: Exception) -> Response:
+    log.exception("internal_error", error=repr(exc))
+    return _render(RouterError("internal error in the router: see its log for the traceback"))
+
+
+def create_app(settings: Settings, service: RouterService | None = None) -> FastAPI:
+    """Build the application. With ``service`` given, its start-up is the caller's job."""
+    owned = service is None
+    router_service = service or RouterService(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if owned:
+            await router_service.start()
+        try:
+            yield
+        finally:
+            if owned:
+                await router_service.aclose()
+
+    app = FastAPI(
+        title="Cline Memory Router",
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.service = router_service
+    app.state.api_keys = [
+        key.get_secret_value().encode() for key in settings.config.server.api_keys
+    ]
+    app.state.max_body_bytes = settings.config.server.max_body_bytes
+    app.add_exception_handler(RouterError, _router_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected)
+    if settings.config.server.cors_origins:
+        from starlette.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.config.server.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+        )
+    app.add_middleware(RequestIdMiddleware)
+    app.include_router(completions.router)
+    app.include_router(ops.router)
+    return app

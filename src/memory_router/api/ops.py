@@ -1,0 +1,57 @@
+"""Model listing, health and readiness, and the routing explanation."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from ..errors import ModelNotFound
+from ..wire.openai import ChatCompletionRequest, parse_request
+from .deps import Authorized, Service, read_json
+from .relay import JSONBytes
+
+__all__ = ["router"]
+
+router = APIRouter()
+
+
+@router.get("/v1/models", dependencies=[Authorized])
+async def list_models(service: Service) -> Response:
+    return JSONBytes({"object": "list", "data": service.models()})
+
+
+@router.get("/v1/models/{model_id:path}", dependencies=[Authorized])
+async def get_model(model_id: str, service: Service) -> Response:
+    for item in service.models():
+        if item["id"] == model_id:
+            return JSONBytes(item)
+    raise ModelNotFound(f"model {model_id!r} is not served here", param="model")
+
+
+@router.get("/health")
+async def health() -> Response:
+    """The process is alive (says nothing about the backends)."""
+    return JSONBytes({"status": "ok"})
+
+
+@router.get("/ready")
+async def ready(service: Service) -> Response:
+    """A backend answers and every configured model is present; or what is missing."""
+    readiness = await service.readiness()
+    body = {
+        "status": "ready" if readiness.ready else "not_ready",
+        "embedded_fallback": readiness.embedded_fallback,
+        "backends": [asdict(status) for status in readiness.backends],
+        "missing_models": readiness.missing_models,
+        "notes": readiness.notes,
+    }
+    return JSONBytes(body, status_code=200 if readiness.ready else 503)
+
+
+@router.post("/v1/route/explain", dependencies=[Authorized])
+async def explain(request: Request, service: Service) -> Response:
+    """The decision for a chat request, with every reason, without calling a model."""
+    chat = parse_request(ChatCompletionRequest, await read_json(request))
+    return JSONBytes(service.decide_chat(chat).as_dict())

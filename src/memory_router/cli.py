@@ -1,0 +1,162 @@
+"""``memory-router``: serve the API, explain a routing decision, check the set-up."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from .errors import ConfigError, RouterError
+from .settings import Settings, load_settings
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="memory-router",
+    help="A local OpenAI-compatible router that picks the right model for every Cline request.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+ConfigDir = Annotated[
+    Path | None,
+    typer.Option("--config-dir", help="Folder holding server_config.yaml and models.yaml."),
+]
+
+
+def _settings(config_dir: Path | None, overrides: dict[str, str] | None = None) -> Settings:
+    environ: dict[str, str] | None = None
+    if overrides:
+        import os
+
+        environ = {**os.environ, **overrides}
+    return load_settings(config_dir, environ=environ)
+
+
+@app.command()
+def serve(
+    config_dir: ConfigDir = None,
+    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+) -> None:
+    """Run the router's HTTP server."""
+    overrides = {}
+    if host:
+        overrides["ROUTER_HOST"] = host
+    if port:
+        overrides["ROUTER_PORT"] = str(port)
+    settings = _settings(config_dir, overrides)
+
+    import uvicorn
+
+    from .api.app import create_app
+    from .logs import configure_logging
+
+    logging_settings = settings.config.logging
+    configure_logging(logging_settings.level, logging_settings.json_logs)
+    server = settings.config.server
+    uvicorn.run(
+        create_app(settings),
+        host=server.host,
+        port=server.port,
+        loop="auto",
+        http="auto",
+        log_config=None,
+        timeout_graceful_shutdown=5,
+    )
+
+
+@app.command()
+def route(
+    request_file: Annotated[Path, typer.Argument(help="A chat request as JSON ('-' for stdin).")],
+    config_dir: ConfigDir = None,
+) -> None:
+    """Print the routing decision for a request, without calling any model."""
+    from .routing.rules import passthrough
+    from .routing.rules import route as decide
+    from .wire.openai import ChatCompletionRequest, parse_request
+
+    settings = _settings(config_dir)
+    text = sys.stdin.read() if str(request_file) == "-" else request_file.read_text("utf-8")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise RouterError(f"{request_file} is not valid JSON: {exc}") from None
+    data.setdefault("model", settings.models.virtual_model)
+    request = parse_request(ChatCompletionRequest, data)
+    models = settings.models
+    if request.model == models.virtual_model:
+        decision = decide(request, models.models, models.reserved_output_tokens)
+    else:
+        spec = models.by_name().get(request.model)
+        if spec is None:
+            raise RouterError(f"model {request.model!r} is not in models.yaml")
+        decision = passthrough(spec)
+    typer.echo(json.dumps(decision.as_dict(), indent=2, default=str))
+
+
+@app.command()
+def doctor(config_dir: ConfigDir = None) -> None:
+    """Check the configuration, Ollama, the models and the embedded fallback."""
+    from rich.console import Console
+    from rich.table import Table
+
+    settings = _settings(config_dir)
+    console = Console()
+    table = Table("check", "result", "detail", title="memory-router doctor")
+    rows = asyncio.run(_doctor_rows(settings))
+    rows.append(_embedded_row(settings))
+    for check, ok, detail in rows:
+        table.add_row(check, "[green]ok[/]" if ok else "[red]problem[/]", detail)
+    console.print(table)
+    if not all(ok for _, ok, _ in rows):
+        raise typer.Exit(1)
+
+
+async def _doctor_rows(settings: Settings) -> list[tuple[str, bool, str]]:
+    from .backends.ollama import OllamaBackend
+
+    rows: list[tuple[str, bool, str]] = [("configuration", True, str(settings.config_dir))]
+    ollama = OllamaBackend(settings.config.ollama)
+    try:
+        status = await ollama.status()
+        rows.append(("ollama", status.answers, status.version or status.detail))
+        if status.answers:
+            present = {model.name for model in await ollama.list_models()}
+            for spec in settings.models.models:
+                if spec.backend == "ollama":
+                    pulled = spec.name in present
+                    advice = "pulled" if pulled else f"run `ollama pull {spec.name}`"
+                    rows.append((f"model {spec.name}", pulled, advice))
+    finally:
+        await ollama.aclose()
+    return rows
+
+
+def _embedded_row(settings: Settings) -> tuple[str, bool, str]:
+    mode = settings.config.embedded.mode
+    if mode == "never":
+        return ("embedded model", True, "disabled (mode never)")
+    from .backends.embedded import packaged_model_path
+
+    try:
+        path: Any = settings.config.embedded.model_path or packaged_model_path()
+    except (ImportError, OSError, ValueError) as exc:
+        return ("embedded model", False, f"{exc}: reinstall with ./scripts/setup.sh")
+    return ("embedded model", Path(path).is_file(), f"{path} (mode {mode})")
+
+
+def main() -> None:
+    """Entry point: configuration errors exit 2 with the file, key and reason."""
+    try:
+        app()
+    except ConfigError as exc:
+        print(f"memory-router: invalid configuration: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except RouterError as exc:
+        print(f"memory-router: {exc.message}", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,45 @@
+"""What a routing decision is: a value with its reasons, explainable as data."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..settings import KeepAlive, TaskClass
+
+__all__ = ["Candidate", "Decision"]
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One model the policy considered, and how it scored."""
+
+    model: str
+    backend: str
+    task_fit: float
+    num_ctx: int
+    fits: bool
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Which model runs a request, with which context and keep_alive, and why."""
+
+    model: str
+    backend: str
+    num_ctx: int | None
+    keep_alive: KeepAlive | None
+    task: TaskClass | None
+    reasons: tuple[str, ...]
+    routed: bool = True
+    signals: dict[str, Any] = field(default_factory=dict)
+    candidates: tuple[Candidate, ...] = ()
+
+    def reason_header(self) -> str:
+        """A one-line summary for the ``x-router-reason`` header (ASCII, no newlines)."""
+        text = "; ".join(self.reasons)
+        return text.encode("ascii", "replace").decode().replace("\n", " ")[:512]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)

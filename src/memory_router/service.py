@@ -1,0 +1,222 @@
+"""The router service: which backends are up, which models they serve, and running a request.
+
+Routes call this; it asks the routing policy for a decision (a value), then asks a backend to
+run it. Start-up probes Ollama and, when nothing answers and configuration allows it, starts
+the embedded llama.cpp model and maps every role to it, saying so loudly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from .backends.base import Backend, BackendStatus, ChatCall, CompletionCall, Sampling
+from .errors import BackendUnavailable, ModelNotFound, RouterError
+from .events import Event
+from .routing.decision import Decision
+from .routing.rules import choose, passthrough, route
+from .settings import TASK_CLASSES, ModelSpec, Settings
+from .wire.openai import ChatCompletionRequest, CompletionRequest
+
+__all__ = ["Readiness", "RouterService"]
+
+log = structlog.get_logger("memory_router.service")
+
+
+@dataclass(frozen=True, slots=True)
+class Readiness:
+    ready: bool
+    backends: list[BackendStatus]
+    missing_models: list[str]
+    embedded_fallback: bool
+    notes: list[str]
+
+
+def _sampling(request: ChatCompletionRequest | CompletionRequest, limit: int | None) -> Sampling:
+    return Sampling(
+        max_tokens=limit,
+        temperature=request.temperature,
+        top_p=request.top_p,
+        stop=request.stop_list(),
+        seed=request.seed,
+        frequency_penalty=request.frequency_penalty,
+        presence_penalty=request.presence_penalty,
+    )
+
+
+def _think(request: ChatCompletionRequest, spec: ModelSpec | None) -> bool | str | None:
+    if spec is not None and spec.think is None:
+        return None  # not a thinking model: Ollama would reject the field
+    extra = (request.model_extra or {}).get("think")
+    if isinstance(extra, bool | str):
+        return extra
+    if request.reasoning_effort is not None:
+        return request.reasoning_effort not in ("none", "minimal")
+    return spec.think if spec is not None else None
+
+
+class RouterService:
+    """Owns the backends and the catalog of models; runs requests through them."""
+
+    def __init__(self, settings: Settings, backends: dict[str, Backend] | None = None) -> None:
+        self.settings = settings
+        self.virtual_model = settings.models.virtual_model
+        self.backends: dict[str, Backend] = dict(backends or {})
+        self.catalog: list[ModelSpec] = list(settings.models.models)
+        self.embedded_fallback = False
+        self.notes: list[str] = []
+
+    # -- start-up -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Build the backends; fall back to the embedded model when no Ollama answers."""
+        from .backends.factory import build_backends
+
+        built = await build_backends(self.settings)
+        self.backends.update(built.backends)
+        self.catalog = built.catalog
+        self.embedded_fallback = built.embedded_fallback
+        self.notes = built.notes
+        for note in self.notes:
+            log.warning("startup", note=note)
+
+    async def aclose(self) -> None:
+        for backend in self.backends.values():
+            await backend.aclose()
+
+    # -- decisions ------------------------------------------------------------------------
+
+    def spec(self, model: str) -> ModelSpec | None:
+        return next((spec for spec in self.catalog if spec.name == model), None)
+
+    def _unknown(self, model: str) -> ModelNotFound:
+        configured = {spec.name for spec in self.settings.models.models}
+        if model in configured and self.embedded_fallback:
+            return ModelNotFound(
+                f"model {model!r} lives in Ollama, which did not answer at start-up; the router "
+                f"is running the embedded demo model. Start Ollama and restart the router, or "
+                f"use model {self.virtual_model!r}",
+                param="model",
+            )
+        names = ", ".join([self.virtual_model, *(spec.name for spec in self.catalog)])
+        return ModelNotFound(
+            f"model {model!r} is not served here: use one of {names}", param="model"
+        )
+
+    def decide_chat(self, request: ChatCompletionRequest) -> Decision:
+        """The routing decision for a chat request (pure apart from reading the catalog)."""
+        if request.model == self.virtual_model:
+            return route(request, self.catalog, self.settings.models.reserved_output_tokens)
+        spec = self.spec(request.model)
+        if spec is None:
+            raise self._unknown(request.model)
+        return passthrough(spec)
+
+    def decide_completion(self, request: CompletionRequest) -> Decision:
+        if request.model == self.virtual_model:
+            # Raw completions are code completion (editor autocomplete): the coder's work.
+            needed = len(request.prompt_text()) // 4 + (request.max_tokens or 256)
+            return choose("implement", needed, self.catalog, ["raw prompt completion"])
+        spec = self.spec(request.model)
+        if spec is None:
+            raise self._unknown(request.model)
+        return passthrough(spec)
+
+    # -- running --------------------------------------------------------------------------
+
+    def _backend(self, decision: Decision) -> Backend:
+        backend = self.backends.get(decision.backend)
+        if backend is None:
+            raise BackendUnavailable(
+                f"backend {decision.backend!r} for model {decision.model!r} is not running",
+                retry_after=5,
+            )
+        return backend
+
+    def chat(
+        self, request: ChatCompletionRequest, decision: Decision
+    ) -> AsyncGenerator[Event, None]:
+        """Run a chat request as decided; yields neutral events."""
+        spec = self.spec(decision.model)
+        call = ChatCall(
+            model=decision.model,
+            messages=request.messages,
+            stream=request.stream,
+            sampling=_sampling(request, request.output_limit()),
+            tools=request.tools,
+            tool_choice=request.tool_choice,
+            parallel_tool_calls=request.parallel_tool_calls,
+            response_format=request.response_format,
+            think=_think(request, spec),
+            num_ctx=decision.num_ctx,
+            keep_alive=decision.keep_alive,
+        )
+        return self._backend(decision).chat(call)
+
+    def complete(
+        self, request: CompletionRequest, decision: Decision
+    ) -> AsyncGenerator[Event, None]:
+        call = CompletionCall(
+            model=decision.model,
+            prompt=request.prompt_text(),
+            stream=request.stream,
+            sampling=_sampling(request, request.max_tokens),
+            num_ctx=decision.num_ctx,
+            keep_alive=decision.keep_alive,
+        )
+        return self._backend(decision).complete(call)
+
+    # -- status ---------------------------------------------------------------------------
+
+    def models(self) -> list[dict[str, Any]]:
+        """The OpenAI model list: the virtual model first, then every concrete one."""
+        largest = max((spec.num_ctx for spec in self.catalog), default=0)
+        items = [
+            {
+                "id": self.virtual_model,
+                "object": "model",
+                "created": 0,
+                "owned_by": "cline-memory-router",
+                "context_length": largest,
+                "description": "Routes each request to the best local model for the task.",
+            }
+        ]
+        for spec in self.catalog:
+            items.append(
+                {
+                    "id": spec.name,
+                    "object": "model",
+                    "created": 0,
+                    "owned_by": spec.backend,
+                    "context_length": spec.num_ctx,
+                    "max_context_length": spec.context_window,
+                    "role": spec.role,
+                    "task_fit": {task: spec.task_fit[task] for task in TASK_CLASSES},
+                }
+            )
+        return items
+
+    async def readiness(self) -> Readiness:
+        """Whether a backend answers and every configured model is present."""
+        statuses = [await backend.status() for backend in self.backends.values()]
+        missing: list[str] = []
+        for name, backend in self.backends.items():
+            wanted = [spec.name for spec in self.catalog if spec.backend == name]
+            if not wanted:
+                continue
+            status = next(s for s in statuses if s.name == name)
+            if not status.answers:
+                missing.extend(wanted)
+                continue
+            try:
+                present = {model.name for model in await backend.list_models()}
+            except RouterError as exc:
+                log.warning("list_models_failed", backend=name, error=str(exc))
+                missing.extend(wanted)
+                continue
+            missing.extend(m for m in wanted if m not in present and f"{m}:latest" not in present)
+        ready = any(status.answers for status in statuses) and not missing
+        return Readiness(ready, statuses, missing, self.embedded_fallback, list(self.notes))

@@ -1,0 +1,313 @@
+"""Typed settings: ``config/server_config.yaml``, ``config/models.yaml``, ``.env``, environment.
+
+Sources are composed explicitly, lowest first: the YAML files, then ``.env``, then the
+process environment. Anything invalid becomes a ``ConfigError`` naming the file (or the
+environment variable), the key and what is wrong; the CLI turns that into exit code 2.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from .errors import ConfigError
+
+__all__ = [
+    "EmbeddedSettings",
+    "LoggingSettings",
+    "MemorySettings",
+    "ModelSpec",
+    "ModelsConfig",
+    "OllamaSettings",
+    "OpenAIUpstream",
+    "ServerConfig",
+    "ServerSettings",
+    "Settings",
+    "TaskClass",
+    "load_settings",
+    "normalize_ollama_url",
+]
+
+TaskClass = Literal["memory", "implement", "analyze", "chat", "meta"]
+TASK_CLASSES: tuple[TaskClass, ...] = ("memory", "implement", "analyze", "chat", "meta")
+_DURATION = re.compile(r"^-?(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$")
+KeepAlive = str | int | float
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_keep_alive(value: KeepAlive) -> KeepAlive:
+    if isinstance(value, str) and not (_DURATION.match(value) or _is_number(value)):
+        raise ValueError(f"{value!r} is not a duration: use e.g. '5m', '24h', 300 or -1")
+    return value
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+class ServerSettings(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    api_keys: list[SecretStr] = Field(default_factory=list)
+    max_body_bytes: int = Field(32 * 1024 * 1024, gt=0)
+    cors_origins: list[str] = Field(default_factory=list)
+
+
+class OllamaSettings(_Strict):
+    enabled: bool = True
+    base_url: str = "http://127.0.0.1:11434"
+    connect_timeout_s: float = Field(3.0, gt=0)
+    # Longest silence allowed between two chunks of a stream (a cold load of a big model
+    # sends nothing until it is done, so this is generous).
+    read_timeout_s: float = Field(600.0, gt=0)
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return normalize_ollama_url(value)
+
+
+class OpenAIUpstream(_Strict):
+    """An OpenAI-compatible server: llama.cpp server, vLLM, LM Studio or a cloud endpoint."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    base_url: str = Field(pattern=r"^https?://")
+    api_key: SecretStr | None = None
+    connect_timeout_s: float = Field(3.0, gt=0)
+    read_timeout_s: float = Field(600.0, gt=0)
+
+
+class EmbeddedSettings(_Strict):
+    """The in-process llama.cpp fallback on the packaged Gemma 3 270M GGUF."""
+
+    mode: Literal["auto", "always", "never"] = "auto"
+    model_path: Path | None = None
+    n_ctx: int = Field(32768, ge=512)
+    n_parallel: int = Field(1, ge=1, le=16)
+    threads: int = Field(0, ge=0)
+    # The base model rambles until the context is full; cap answers unless the client asks.
+    default_max_tokens: int = Field(256, ge=1)
+
+
+class MemorySettings(_Strict):
+    workspace_roots: list[Path] = Field(default_factory=list)
+    vector_store_path: Path = Path("vector_stores")
+
+
+class LoggingSettings(_Strict):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    json_logs: bool = True
+    log_prompts: bool = False
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+
+class ServerConfig(_Strict):
+    """The contents of ``server_config.yaml``."""
+
+    server: ServerSettings = ServerSettings()
+    ollama: OllamaSettings = OllamaSettings()
+    openai_upstreams: list[OpenAIUpstream] = Field(default_factory=list)
+    embedded: EmbeddedSettings = EmbeddedSettings()
+    memory: MemorySettings = MemorySettings()
+    logging: LoggingSettings = LoggingSettings()
+
+
+class ModelSpec(_Strict):
+    """One concrete model the router may choose."""
+
+    name: str = Field(min_length=1)
+    backend: str = "ollama"
+    role: Literal["fast", "coder", "long_context", "general"] = "general"
+    description: str = ""
+    context_window: int = Field(gt=0)
+    num_ctx: int = Field(gt=0)
+    keep_alive: KeepAlive = "30m"
+    task_fit: dict[TaskClass, float]
+    think: bool | None = None
+
+    _keep_alive = field_validator("keep_alive")(_check_keep_alive)
+
+    @field_validator("task_fit")
+    @classmethod
+    def _scores(cls, value: dict[TaskClass, float]) -> dict[TaskClass, float]:
+        for task, score in value.items():
+            if not 0.0 <= score <= 1.0:
+                raise ValueError(f"score for {task!r} must lie between 0 and 1, got {score}")
+        missing = [task for task in TASK_CLASSES if task not in value]
+        if missing:
+            raise ValueError(f"missing scores for {', '.join(missing)}")
+        return value
+
+
+class ModelsConfig(_Strict):
+    """The contents of ``models.yaml``."""
+
+    virtual_model: str = "cline-memory-router"
+    reserved_output_tokens: int = Field(4096, gt=0)
+    models: list[ModelSpec] = Field(min_length=1)
+
+    def by_name(self) -> dict[str, ModelSpec]:
+        return {model.name: model for model in self.models}
+
+
+class Settings(_Strict):
+    """Everything the router reads at start-up."""
+
+    config: ServerConfig
+    models: ModelsConfig
+    config_dir: Path
+
+
+# Environment variables and the (section, key) they override in server_config.yaml.
+_ENV_KEYS: dict[str, tuple[str, str]] = {
+    "ROUTER_HOST": ("server", "host"),
+    "ROUTER_PORT": ("server", "port"),
+    "ROUTER_API_KEYS": ("server", "api_keys"),
+    "OLLAMA_HOST": ("ollama", "base_url"),
+    "OLLAMA_BASE_URL": ("ollama", "base_url"),  # listed second: wins over OLLAMA_HOST
+    "ROUTER_EMBEDDED": ("embedded", "mode"),
+    "VECTOR_STORE_PATH": ("memory", "vector_store_path"),
+    "LOG_LEVEL": ("logging", "level"),
+    "ROUTER_LOG_PROMPTS": ("logging", "log_prompts"),
+}
+
+
+def normalize_ollama_url(value: str) -> str:
+    """Accept what ``OLLAMA_HOST`` accepts ("host", "host:port", "0.0.0.0", URLs)."""
+    text = value.strip().rstrip("/")
+    if not text:
+        raise ValueError("empty Ollama address")
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        scheme, rest = "http", text
+    if scheme not in ("http", "https"):
+        raise ValueError(f"unsupported scheme {scheme!r}: use http:// or https://")
+    host, _, port = rest.partition(":")
+    if "/" in port:
+        port, _, path = port.partition("/")
+        path = "/" + path
+    else:
+        path = ""
+    host = host or "127.0.0.1"
+    if host == "0.0.0.0":  # a bind address: the server listens everywhere, connect locally
+        host = "127.0.0.1"
+    if port and not port.isdigit():
+        raise ValueError(f"port {port!r} is not a number")
+    return f"{scheme}://{host}:{port or (443 if scheme == 'https' else 11434)}{path}"
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    import yaml  # small, but only needed at start-up
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(str(path), "-", "file not found") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "-"
+        raise ConfigError(str(path), where, f"invalid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(str(path), "-", "the top level must be a mapping of keys")
+    return data
+
+
+def _env_value(name: str, raw: str) -> Any:
+    if name == "ROUTER_API_KEYS":
+        return [key.strip() for key in raw.split(",") if key.strip()]
+    return raw
+
+
+def _validation_error(
+    exc: ValidationError, source: str, env_sources: Mapping[tuple[str, ...], str]
+) -> ConfigError:
+    first = exc.errors()[0]
+    loc = tuple(str(part) for part in first["loc"])
+    key = ".".join(loc) or "-"
+    for path, env_name in env_sources.items():
+        if loc[: len(path)] == path:
+            return ConfigError(f"environment variable {env_name}", key, first["msg"])
+    return ConfigError(source, key, first["msg"])
+
+
+def load_settings(
+    config_dir: Path | str | None = None,
+    environ: Mapping[str, str] | None = None,
+    env_file: Path | str | None = ".env",
+) -> Settings:
+    """Load and validate all configuration; raise ``ConfigError`` on anything invalid."""
+    env: dict[str, str] = {}
+    if env_file is not None and Path(env_file).is_file():
+        from dotenv import dotenv_values
+
+        env.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+    env.update(os.environ if environ is None else environ)
+
+    directory = Path(config_dir or env.get("ROUTER_CONFIG_DIR") or "config")
+    server_path = directory / "server_config.yaml"
+    models_path = directory / "models.yaml"
+    server_raw = _read_yaml(server_path)
+    models_raw = _read_yaml(models_path)
+
+    env_sources: dict[tuple[str, ...], str] = {}
+    for name, (section, key) in _ENV_KEYS.items():
+        if env.get(name):
+            block = server_raw.setdefault(section, {})
+            if not isinstance(block, dict):
+                raise ConfigError(str(server_path), section, "must be a mapping")
+            block[key] = _env_value(name, env[name])
+            env_sources[(section, key)] = name
+
+    try:
+        server = ServerConfig.model_validate(server_raw)
+    except ValidationError as exc:
+        raise _validation_error(exc, str(server_path), env_sources) from None
+    try:
+        models = ModelsConfig.model_validate(models_raw)
+    except ValidationError as exc:
+        raise _validation_error(exc, str(models_path), {}) from None
+
+    _cross_check(server, models, models_path)
+    return Settings(config=server, models=models, config_dir=directory)
+
+
+def _cross_check(server: ServerConfig, models: ModelsConfig, models_path: Path) -> None:
+    backends = {"ollama", "embedded"} | {up.name for up in server.openai_upstreams}
+    seen: set[str] = set()
+    for index, model in enumerate(models.models):
+        where = f"models.{index}"
+        if model.name in seen:
+            raise ConfigError(str(models_path), f"{where}.name", f"duplicate model {model.name!r}")
+        seen.add(model.name)
+        if model.name == models.virtual_model:
+            raise ConfigError(str(models_path), f"{where}.name", "clashes with virtual_model")
+        if model.backend not in backends:
+            raise ConfigError(
+                str(models_path),
+                f"{where}.backend",
+                f"unknown backend {model.backend!r}: use one of {', '.join(sorted(backends))}",
+            )
+        if model.num_ctx > model.context_window:
+            raise ConfigError(
+                str(models_path),
+                f"{where}.num_ctx",
+                f"{model.num_ctx} exceeds context_window {model.context_window}",
+            )
