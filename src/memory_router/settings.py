@@ -189,27 +189,37 @@ _ENV_KEYS: dict[str, tuple[str, str]] = {
 
 
 def normalize_ollama_url(value: str) -> str:
-    """Accept what ``OLLAMA_HOST`` accepts ("host", "host:port", "0.0.0.0", URLs)."""
+    """Read an address the way Ollama reads ``OLLAMA_HOST``.
+
+    "host", "host:port", "[::1]:port" and URLs; no scheme means http and port 11434, while an
+    explicit ``http://`` or ``https://`` without a port means 80 or 443, as in Ollama.
+    The bind-everywhere addresses 0.0.0.0 and [::] become loopback, since we connect.
+    """
     text = value.strip().rstrip("/")
     if not text:
         raise ValueError("empty Ollama address")
     scheme, sep, rest = text.partition("://")
+    default_port = "11434"
     if not sep:
         scheme, rest = "http", text
-    if scheme not in ("http", "https"):
-        raise ValueError(f"unsupported scheme {scheme!r}: use http:// or https://")
-    host, _, port = rest.partition(":")
-    if "/" in port:
-        port, _, path = port.partition("/")
-        path = "/" + path
+    elif scheme in ("http", "https"):
+        default_port = "80" if scheme == "http" else "443"
     else:
-        path = ""
+        raise ValueError(f"unsupported scheme {scheme!r}: use http:// or https://")
+    hostport, slash, path = rest.partition("/")
+    path = slash + path
+    if hostport.startswith("["):
+        host, _, after = hostport.partition("]")
+        host += "]"
+        port = after.removeprefix(":")
+    else:
+        host, _, port = hostport.partition(":")
     host = host or "127.0.0.1"
-    if host == "0.0.0.0":  # a bind address: the server listens everywhere, connect locally
+    if host in ("0.0.0.0", "[::]"):
         host = "127.0.0.1"
     if port and not port.isdigit():
         raise ValueError(f"port {port!r} is not a number")
-    return f"{scheme}://{host}:{port or (443 if scheme == 'https' else 11434)}{path}"
+    return f"{scheme}://{host}:{port or default_port}{path}"
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

@@ -30,9 +30,15 @@ class LineDecoder:
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._buffer = ""
         self._pending_cr = False
+        self._started = False
 
     def feed(self, chunk: bytes) -> list[str]:
         text = self._decoder.decode(chunk)
+        if not text:
+            return []
+        if not self._started:
+            self._started = True
+            text = text.removeprefix("\ufeff")  # a byte-order mark is not part of the stream
         if self._pending_cr:
             # The previous chunk ended with CR; a leading LF belongs to that line break.
             if text.startswith("\n"):

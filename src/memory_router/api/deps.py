@@ -14,12 +14,12 @@ from ..service import RouterService
 __all__ = ["Authorized", "Service", "read_json"]
 
 
-def get_service(request: Request) -> RouterService:
+async def get_service(request: Request) -> RouterService:
     service: RouterService = request.app.state.service
     return service
 
 
-def check_api_key(request: Request) -> None:
+async def check_api_key(request: Request) -> None:
     """With keys configured, require ``Authorization: Bearer <key>``; else accept anything."""
     keys: list[bytes] = request.app.state.api_keys
     if not keys:

@@ -38,8 +38,9 @@ class Decision:
 
     def reason_header(self) -> str:
         """A one-line summary for the ``x-router-reason`` header (ASCII, no newlines)."""
-        text = "; ".join(self.reasons)
-        return text.encode("ascii", "replace").decode().replace("\n", " ")[:512]
+        text = "; ".join(self.reasons).encode("ascii", "replace").decode()
+        # Reasons quote client input (tool names): no control character may reach a header.
+        return "".join(ch if " " <= ch <= "~" else " " for ch in text)[:512]
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

