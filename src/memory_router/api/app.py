@@ -125,6 +125,6 @@ def create_app(settings: Settings, service: RouterService | None = None) -> Fast
             allow_headers=["*"],
         )
     app.add_middleware(RequestIdMiddleware)
-    app.include_router(completions.router)
+    app.router.routes.extend(completions.routes)
     app.include_router(ops.router)
     return app

@@ -1,10 +1,17 @@
-"""``POST /v1/chat/completions`` and ``POST /v1/completions``: parse, decide, relay."""
+"""``POST /v1/chat/completions`` and ``POST /v1/completions``: parse, decide, relay.
+
+These two are the hot path, so they are plain Starlette endpoints inside the FastAPI app:
+FastAPI's per-request dependency resolution costs about as much as everything else the router
+does for a request (see docs/benchmarks.md). The middleware and error handlers still apply.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route
 
+from ..service import RouterService
 from ..translate.openai_out import (
     ChatCollector,
     ChatStreamEncoder,
@@ -12,16 +19,15 @@ from ..translate.openai_out import (
     CompletionStreamEncoder,
 )
 from ..wire.openai import ChatCompletionRequest, CompletionRequest, parse_request
-from .deps import Authorized, Service, read_json
+from .deps import check_api_key, read_json
 from .relay import new_id, relay
 
-__all__ = ["router"]
-
-router = APIRouter(dependencies=[Authorized])
+__all__ = ["routes"]
 
 
-@router.post("/v1/chat/completions")
-async def chat_completions(request: Request, service: Service) -> Response:
+async def chat_completions(request: Request) -> Response:
+    await check_api_key(request)
+    service: RouterService = request.app.state.service
     chat = parse_request(ChatCompletionRequest, await read_json(request))
     decision = service.decide_chat(chat)
     response_id = new_id("chatcmpl")
@@ -36,8 +42,9 @@ async def chat_completions(request: Request, service: Service) -> Response:
     )
 
 
-@router.post("/v1/completions")
-async def completions(request: Request, service: Service) -> Response:
+async def completions(request: Request) -> Response:
+    await check_api_key(request)
+    service: RouterService = request.app.state.service
     completion = parse_request(CompletionRequest, await read_json(request))
     decision = service.decide_completion(completion)
     response_id = new_id("cmpl")
@@ -50,3 +57,9 @@ async def completions(request: Request, service: Service) -> Response:
         collector=CompletionCollector(),
         response_id=response_id,
     )
+
+
+routes = [
+    Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+    Route("/v1/completions", completions, methods=["POST"]),
+]

@@ -60,8 +60,6 @@ class Primed:
             yield self.first.result()
         except StopAsyncIteration:
             return
-        async for event in self.events:
-            yield event
 
 
 async def prime(events: AsyncGenerator[Event, None], grace_s: float) -> Primed:

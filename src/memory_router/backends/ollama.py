@@ -16,7 +16,6 @@ import orjson
 from ..errors import BackendError, RouterError
 from ..events import Event, Finish
 from ..settings import OllamaSettings
-from ..sse import LineDecoder
 from ..translate import ollama as wire
 from ._http import HttpClient
 from .base import BackendModel, BackendStatus, ChatCall, CompletionCall, LoadedModel
@@ -48,19 +47,6 @@ class OllamaBackend:
         message = body.get("error", body) if isinstance(body, dict) else body
         return wire.error_for_status(status, str(message), model)
 
-    async def _objects(
-        self, path: str, body: dict[str, Any]
-    ) -> AsyncGenerator[dict[str, Any], None]:
-        lines = LineDecoder()
-        async with aclosing(self._http.stream(path, body, model=body["model"])) as chunks:
-            async for chunk in chunks:
-                for line in lines.feed(chunk):
-                    if line.strip():
-                        yield _parse_line(line)
-        for line in lines.flush():
-            if line.strip():
-                yield _parse_line(line)
-
     async def _run(
         self, path: str, body: dict[str, Any], stream: bool
     ) -> AsyncGenerator[Event, None]:
@@ -72,12 +58,22 @@ class OllamaBackend:
             for event in decoder.feed(reply):
                 yield event
             return
+        # NDJSON: split on newline bytes (a newline byte never occurs inside a UTF-8 sequence,
+        # so no text decoding is needed before orjson parses each line).
+        pending = b""
         finished = False
-        async with aclosing(self._objects(path, body)) as objects:
-            async for obj in objects:
-                for event in decoder.feed(obj):
-                    finished = finished or isinstance(event, Finish)
-                    yield event
+        async with aclosing(self._http.stream(path, body, model=body["model"])) as chunks:
+            async for chunk in chunks:
+                *lines, pending = (pending + chunk).split(b"\n")
+                for line in lines:
+                    if line.strip():
+                        for event in decoder.feed(_parse_line(line)):
+                            finished = finished or isinstance(event, Finish)
+                            yield event
+        if pending.strip():
+            for event in decoder.feed(_parse_line(pending)):
+                finished = finished or isinstance(event, Finish)
+                yield event
         if not finished:
             raise BackendError("Ollama closed the stream before the answer was done")
 
@@ -126,7 +122,7 @@ class OllamaBackend:
         await self._http.aclose()
 
 
-def _parse_line(line: str) -> dict[str, Any]:
+def _parse_line(line: bytes) -> dict[str, Any]:
     try:
         obj = orjson.loads(line)
     except orjson.JSONDecodeError:

@@ -9,6 +9,8 @@ from ..settings import KeepAlive, TaskClass
 
 __all__ = ["Candidate", "Decision"]
 
+_CONTROL_TO_SPACE = {code: " " for code in [*range(32), 127]}
+
 
 @dataclass(frozen=True, slots=True)
 class Candidate:
@@ -40,7 +42,7 @@ class Decision:
         """A one-line summary for the ``x-router-reason`` header (ASCII, no newlines)."""
         text = "; ".join(self.reasons).encode("ascii", "replace").decode()
         # Reasons quote client input (tool names): no control character may reach a header.
-        return "".join(ch if " " <= ch <= "~" else " " for ch in text)[:512]
+        return text.translate(_CONTROL_TO_SPACE)[:512]
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,0 +1,157 @@
+"""A fast, cheap Ollama-shaped upstream for measuring the router's own overhead.
+
+It speaks just enough of Ollama's native API for the router's hot path: ``POST /api/chat``
+(non-streamed: one JSON object after ``--service-ms`` +/- ``--jitter-ms``; streamed: NDJSON chunks every
+``--chunk-ms``, then the final ``done`` object), ``/api/version``, ``/api/tags``, ``/api/ps``. Replies are
+pre-rendered bytes over a raw asyncio protocol, so the upstream itself costs next to nothing
+and the comparison isolates what the router adds. Shapes follow reference/ollama-api.md.
+
+    python bench/fast_upstream.py --port 11500 --service-ms 100 --chunks 64 --chunk-ms 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+from typing import Any
+
+MODEL = "qwen3:30b-a3b"
+_PULLED = ("qwen3:30b-a3b", "qwen2.5-coder:32b", "llama4:16x17b")
+STATIC = {
+    "/api/version": b'{"version":"0.13.0"}',
+    "/api/ps": b'{"models":[]}',
+    "/api/tags": json.dumps({"models": [{"name": n, "model": n} for n in _PULLED]}).encode(),
+}
+
+
+def _final(words: int) -> dict[str, object]:
+    return {
+        "model": MODEL,
+        "created_at": "2026-11-21T10:00:00.1Z",
+        "message": {"role": "assistant", "content": ""},
+        "done": True,
+        "done_reason": "stop",
+        "total_duration": 100_000_000,
+        "load_duration": 1_334_875,
+        "prompt_eval_count": 26,
+        "prompt_eval_duration": 342_546,
+        "eval_count": words,
+        "eval_duration": 90_000_000,
+    }
+
+
+def _dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def render(words: int) -> tuple[bytes, list[bytes], bytes]:
+    """The non-streamed body, the streamed content lines, and the streamed final line."""
+    pieces = [f"w{i} " for i in range(words)]
+    whole = _final(words)
+    whole["message"] = {"role": "assistant", "content": "".join(pieces)}
+    lines = [
+        _dumps(
+            {
+                "model": MODEL,
+                "created_at": "2026-11-21T10:00:00.1Z",
+                "message": {"role": "assistant", "content": piece},
+                "done": False,
+            }
+        )
+        + b"\n"
+        for piece in pieces
+    ]
+    return _dumps(whole), lines, _dumps(_final(words)) + b"\n"
+
+
+class Upstream(asyncio.Protocol):
+    def __init__(self, config: argparse.Namespace, rendered: tuple[bytes, list[bytes], bytes]):
+        self.config = config
+        self.whole, self.lines, self.final = rendered
+        self.buffer = b""
+        self.transport: Any = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while True:
+            head_end = self.buffer.find(b"\r\n\r\n")
+            if head_end < 0:
+                return
+            head = self.buffer[:head_end].decode("latin-1")
+            length = 0
+            for line in head.split("\r\n")[1:]:
+                name, _, value = line.partition(":")
+                if name.strip().lower() == "content-length":
+                    length = int(value)
+            end = head_end + 4 + length
+            if len(self.buffer) < end:
+                return
+            body, self.buffer = self.buffer[head_end + 4 : end], self.buffer[end:]
+            asyncio.get_running_loop().create_task(self.answer(head.split(" ")[1], body))
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None:
+            self.transport.write(data)
+
+    async def answer(self, path: str, body: bytes) -> None:
+        if path in STATIC:
+            self.write(_head("application/json", len(STATIC[path])) + STATIC[path])
+            return
+        streamed = b'"stream":false' not in body.replace(b" ", b"")
+        if not streamed:
+            # Real answers vary in length; the jitter also keeps clients from moving in lockstep.
+            jitter = random.uniform(-self.config.jitter_ms, self.config.jitter_ms)
+            await asyncio.sleep(max(0.0, self.config.service_ms + jitter) / 1000)
+            self.write(_head("application/json", len(self.whole)) + self.whole)
+            return
+        self.write(_head("application/x-ndjson", None))
+        for line in self.lines:
+            await asyncio.sleep(self.config.chunk_ms / 1000)
+            self.write(_chunk(line))
+        self.write(_chunk(self.final) + b"0\r\n\r\n")
+
+
+def _head(content_type: str, length: int | None) -> bytes:
+    size = f"Content-Length: {length}" if length is not None else "Transfer-Encoding: chunked"
+    return (f"HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\n{size}\r\n\r\n").encode()
+
+
+def _chunk(data: bytes) -> bytes:
+    return f"{len(data):x}\r\n".encode() + data + b"\r\n"
+
+
+async def serve(config: argparse.Namespace) -> None:
+    rendered = render(config.chunks)
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: Upstream(config, rendered), "127.0.0.1", config.port)
+    print(f"fast upstream on http://127.0.0.1:{config.port}", flush=True)
+    async with server:
+        await server.serve_forever()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, default=11500)
+    parser.add_argument("--service-ms", type=float, default=100.0)
+    parser.add_argument("--jitter-ms", type=float, default=50.0, help="uniform +/- on service")
+    parser.add_argument("--chunks", type=int, default=64)
+    parser.add_argument("--chunk-ms", type=float, default=2.0)
+    args = parser.parse_args()
+    try:
+        import uvloop
+
+        uvloop.run(serve(args))
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,267 @@
+"""What the router adds: the same load sent straight to an upstream and through the router.
+
+The upstream (``bench/fast_upstream.py``) runs in its own process and answers like a fast local
+model at almost no CPU cost: a whole answer after a fixed service time, or a stream of chunks
+at a fixed interval. The router runs in its
+own process too, in front of it. The load generator sends, in alternating rounds:
+
+- direct: Ollama-native ``/api/chat`` bodies, exactly what the router would send;
+- routed: OpenAI ``/v1/chat/completions`` bodies for ``cline-memory-router``.
+
+Non-streamed: latency per request, p50/p99; the difference is what the router adds.
+Streamed: content chunks per second per stream, and in total; the ratio is the relay rate.
+
+    python bench/overhead.py                      # 32 clients, the figures in docs/benchmarks.md
+    python bench/overhead.py --clients 8 --requests 400 --streams 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import aiohttp
+
+REPO = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
+MODEL = "qwen3:30b-a3b"  # where the router sends a plain chat turn under config/models.yaml
+PROMPT = [
+    {"role": "system", "content": "You are a helpful coding assistant."},
+    {"role": "user", "content": "What is the difference between a list and a tuple?"},
+]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_http(url: str, timeout: float = 120) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer")
+
+
+def start_upstream(port: int, args: argparse.Namespace) -> subprocess.Popen[bytes]:
+    command = [
+        sys.executable, str(REPO / "bench" / "fast_upstream.py"), "--port", str(port),
+        "--service-ms", str(args.service_ms), "--jitter-ms", str(args.jitter_ms),
+        "--chunks", str(args.words),
+        "--chunk-ms", str(args.chunk_ms),
+    ]  # fmt: skip
+    return subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL)
+
+
+def start_router(port: int, upstream: int, workdir: Path) -> subprocess.Popen[bytes]:
+    config = workdir / "config"
+    config.mkdir()
+    (config / "models.yaml").write_text((REPO / "config/models.yaml").read_text())
+    (config / "server_config.yaml").write_text(
+        json.dumps(
+            {
+                "server": {"port": port},
+                "ollama": {"base_url": f"http://127.0.0.1:{upstream}"},
+                "embedded": {"mode": "never"},
+            }
+        )
+    )
+    command = [sys.executable, "-m", "memory_router", "serve", "--config-dir", str(config)]
+    log = (workdir / "router.log").open("wb")
+    return subprocess.Popen(command, cwd=REPO, stdout=log, stderr=log)
+
+
+@dataclass
+class Target:
+    name: str
+    url: str
+    body: bytes
+
+
+def targets(upstream: int, router: int, stream: bool) -> tuple[Target, Target]:
+    direct = {
+        "model": MODEL,
+        "messages": PROMPT,
+        "stream": stream,
+        "options": {"num_ctx": 32768},
+        "keep_alive": -1,
+    }
+    routed = {"model": "cline-memory-router", "messages": PROMPT, "stream": stream}
+    if stream:
+        routed["stream_options"] = {"include_usage": True}
+    base = "http://127.0.0.1"
+    return (
+        Target("direct", f"{base}:{upstream}/api/chat", json.dumps(direct).encode()),
+        Target("router", f"{base}:{router}/v1/chat/completions", json.dumps(routed).encode()),
+    )
+
+
+async def one_request(session: aiohttp.ClientSession, target: Target) -> float:
+    started = time.perf_counter()
+    async with session.post(target.url, data=target.body) as response:
+        await response.read()
+        if response.status != 200:
+            raise RuntimeError(f"{target.name}: HTTP {response.status}")
+    return time.perf_counter() - started
+
+
+async def one_stream(session: aiohttp.ClientSession, target: Target) -> tuple[int, float]:
+    """Content chunks received, and the time from the first to the last of them."""
+    first = last = 0.0
+    chunks = 0
+    async with session.post(target.url, data=target.body) as response:
+        async for line in response.content:
+            if b'"content":"w' in line:
+                last = time.perf_counter()
+                first = first or last
+                chunks += 1
+    return chunks, last - first
+
+
+async def run_load(
+    clients: int, count: int, work: Callable[[], Awaitable[T]]
+) -> tuple[list[T], float]:
+    results: list[T] = []
+    remaining = count
+
+    async def worker() -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            results.append(await work())
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(clients)))
+    return results, time.perf_counter() - started
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a process has used so far (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def measure(
+    args: argparse.Namespace, upstream: int, router: int, router_pid: int
+) -> dict[str, object]:
+    connector = aiohttp.TCPConnector(limit=0)
+    timeout = aiohttp.ClientTimeout(total=120)
+    headers = {"Content-Type": "application/json", "Authorization": "Bearer bench"}
+    latencies: dict[str, list[float]] = {"direct": [], "router": []}
+    elapsed: dict[str, float] = {"direct": 0.0, "router": 0.0}
+    rates: dict[str, list[float]] = {"direct": [], "router": []}
+    totals: dict[str, tuple[int, float]] = {"direct": (0, 0.0), "router": (0, 0.0)}
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout, headers=headers) as s:
+        plain = targets(upstream, router, stream=False)
+        streamed = targets(upstream, router, stream=True)
+        for target in (*plain, *streamed):  # warm up connections, caches, the routed model
+            await run_load(args.clients, args.clients * 2, lambda t=target: one_request(s, t))
+        per_round = args.requests // args.rounds
+        router_cpu = 0.0
+        for _ in range(args.rounds):
+            for target in plain:
+                cpu_before = cpu_seconds(router_pid)
+                done, seconds = await run_load(
+                    args.clients, per_round, lambda t=target: one_request(s, t)
+                )
+                if target.name == "router":
+                    router_cpu += cpu_seconds(router_pid) - cpu_before
+                latencies[target.name].extend(done)
+                elapsed[target.name] += seconds
+        per_round = args.streams // args.rounds
+        for _ in range(args.rounds):
+            for target in streamed:
+                done_streams, seconds = await run_load(
+                    args.clients, per_round, lambda t=target: one_stream(s, t)
+                )
+                rates[target.name].extend(n / span for n, span in done_streams if span > 0)
+                chunks, spent = totals[target.name]
+                totals[target.name] = (chunks + sum(n for n, _ in done_streams), spent + seconds)
+
+    def ms(value: float) -> float:
+        return round(value * 1000, 3)
+
+    result: dict[str, object] = {"clients": args.clients, "requests": args.requests}
+    result["router_cpu_ms_per_request"] = round(router_cpu * 1000 / len(latencies["router"]), 3)
+    for name in ("direct", "router"):
+        result[f"{name}_p50_ms"] = ms(pct(latencies[name], 0.50))
+        result[f"{name}_p99_ms"] = ms(pct(latencies[name], 0.99))
+        result[f"{name}_rps"] = round(len(latencies[name]) / elapsed[name], 1)
+        result[f"{name}_stream_chunks_per_s_median"] = round(statistics.median(rates[name]), 1)
+        chunks, spent = totals[name]
+        result[f"{name}_stream_chunks_per_s_total"] = round(chunks / spent, 1)
+    result["added_p50_ms"] = round(result["router_p50_ms"] - result["direct_p50_ms"], 3)  # type: ignore[operator]
+    result["added_p99_ms"] = round(result["router_p99_ms"] - result["direct_p99_ms"], 3)  # type: ignore[operator]
+    result["throughput_ratio"] = round(result["router_rps"] / result["direct_rps"], 3)  # type: ignore[operator]
+    result["stream_rate_ratio_median"] = round(
+        result["router_stream_chunks_per_s_median"] / result["direct_stream_chunks_per_s_median"],  # type: ignore[operator]
+        3,
+    )
+    result["stream_rate_ratio_total"] = round(
+        result["router_stream_chunks_per_s_total"] / result["direct_stream_chunks_per_s_total"],  # type: ignore[operator]
+        3,
+    )
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--requests", type=int, default=4000, help="non-streamed, per target")
+    parser.add_argument("--streams", type=int, default=320, help="streamed, per target")
+    parser.add_argument("--rounds", type=int, default=4, help="alternations direct/router")
+    parser.add_argument("--words", type=int, default=64, help="chunks in each streamed answer")
+    parser.add_argument("--service-ms", type=float, default=100.0, help="non-streamed answer time")
+    parser.add_argument("--jitter-ms", type=float, default=50.0, help="+/- on the service time")
+    parser.add_argument("--chunk-ms", type=float, default=10.0, help="time between stream chunks")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+
+    upstream_port, router_port = free_port(), free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        env_note = os.environ.get("LOG_LEVEL", "INFO")
+        upstream = start_upstream(upstream_port, args)
+        router = start_router(router_port, upstream_port, Path(tmp))
+        try:
+            wait_http(f"http://127.0.0.1:{upstream_port}/api/version")
+            wait_http(f"http://127.0.0.1:{router_port}/ready")
+            result = asyncio.run(measure(args, upstream_port, router_port, router.pid))
+        finally:
+            for process in (router, upstream):
+                process.send_signal(signal.SIGINT)
+                process.wait(timeout=20)
+    result["router_log_level"] = env_note
+    print(json.dumps(result, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
