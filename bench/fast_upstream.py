@@ -1,12 +1,13 @@
 """A fast, cheap Ollama-shaped upstream for measuring the router's own overhead.
 
 It speaks just enough of Ollama's native API for the router's hot path: ``POST /api/chat``
-(non-streamed: one JSON object after ``--service-ms`` +/- ``--jitter-ms``; streamed: NDJSON chunks every
-``--chunk-ms``, then the final ``done`` object), ``/api/version``, ``/api/tags``, ``/api/ps``. Replies are
-pre-rendered bytes over a raw asyncio protocol, so the upstream itself costs next to nothing
-and the comparison isolates what the router adds. Shapes follow reference/ollama-api.md.
+(non-streamed: one JSON object after ``--service-ms`` +/- ``--jitter-ms``; streamed: NDJSON
+chunks every ``--chunk-ms``, then the final ``done`` object), and ``/api/version``,
+``/api/tags``, ``/api/ps``. Replies are pre-rendered bytes over a raw asyncio protocol, so the
+upstream itself costs next to nothing and the comparison isolates what the router adds.
+Shapes follow reference/ollama-api.md.
 
-    python bench/fast_upstream.py --port 11500 --service-ms 100 --chunks 64 --chunk-ms 2
+    python bench/fast_upstream.py --port 11500 --service-ms 100 --chunks 64 --chunk-ms 10
 """
 
 from __future__ import annotations
