@@ -18,12 +18,16 @@ fi
 [[ -x "$VENV/bin/python" ]] || "$PYTHON" -m venv "$VENV"
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
 
-files=(requirements.txt pyproject.toml)
-(( DEV )) && files+=(requirements-dev.txt)
-stamp_file="$VENV/.setup-stamp-$DEV"
-stamp=$(cat "${files[@]}" | sha256sum | cut -d' ' -f1)
+stamp_of() { cat "$@" | sha256sum | cut -d' ' -f1; }
+runtime_stamp=$(stamp_of requirements.txt pyproject.toml)
+dev_stamp=$(stamp_of requirements.txt pyproject.toml requirements-dev.txt)
+stamp=$runtime_stamp
+(( DEV )) && stamp=$dev_stamp
+stamp_file="$VENV/.setup-stamp"
+current=$(cat "$stamp_file" 2>/dev/null || true)
 
-if [[ -f "$stamp_file" && "$(cat "$stamp_file")" == "$stamp" ]]; then
+# Up to date when the stamp matches; a dev install also covers the runtime one.
+if [[ "$current" == "$stamp" || ( $DEV == 0 && "$current" == "$dev_stamp" ) ]]; then
     echo "setup: python packages up to date"
 else
     echo "setup: installing python packages into $VENV (first run takes a few minutes)"
