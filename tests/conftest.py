@@ -91,7 +91,7 @@ def make_router(tmp_path: Path) -> Iterator[RouterFactory]:
     started: list[RouterThread] = []
 
     def make(
-        ollama_url: str, models: dict[str, Any] | None = None, **sections: dict[str, Any]
+        ollama_url: str, models: dict[str, Any] | None = None, **sections: Any
     ) -> RouterThread:
         server: dict[str, Any] = {
             "ollama": {"base_url": ollama_url, "connect_timeout_s": 1},
@@ -99,7 +99,8 @@ def make_router(tmp_path: Path) -> Iterator[RouterFactory]:
             "logging": {"level": "WARNING"},
         }
         for name, values in sections.items():
-            server[name] = {**server.get(name, {}), **values}
+            merge = isinstance(values, dict)
+            server[name] = {**server.get(name, {}), **values} if merge else values
         directory = write_config(tmp_path / f"config{len(started)}", server, models)
         settings = load_settings(directory, environ={}, env_file=None)
         router = RouterThread(settings).start()
