@@ -264,3 +264,17 @@ def test_unpulled_model_is_404_with_advice(
     assert isinstance(error, dict)
     assert "ollama pull mistral:7b" in error["message"]
     assert error["code"] == "model_not_found"
+
+
+def test_client_leaving_a_non_streamed_request_cancels_the_upstream(
+    emulator: OllamaEmulator, router: RouterThread
+) -> None:
+    emulator.enqueue(Script(content="slow answer " * 20, token_delay_s=0.5))
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(
+            router.base_url + "/v1/chat/completions",
+            json={"model": "cline-memory-router", "messages": [{"role": "user", "content": "hi"}]},
+            timeout=httpx.Timeout(5, read=0.5),
+        )
+    emulator.wait_until(lambda: len(emulator.cancelled) == 1, timeout=3.0)
+    assert emulator.in_flight("qwen3:30b-a3b") == 0
