@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import json
 import random
+import re
 from typing import Any
 
 MODEL = "qwen3:30b-a3b"
@@ -41,6 +42,14 @@ def _final(words: int) -> dict[str, object]:
         "eval_count": words,
         "eval_duration": 90_000_000,
     }
+
+
+_SEED = re.compile(rb'"seed":\s*(\d+)')
+
+
+def service_ms(seed: int, base_ms: float, jitter_ms: float) -> float:
+    """The service time for a request with this seed: base +/- jitter, uniform, repeatable."""
+    return max(0.0, base_ms + random.Random(seed).uniform(-jitter_ms, jitter_ms))
 
 
 def _dumps(obj: Any) -> bytes:
@@ -109,8 +118,12 @@ class Upstream(asyncio.Protocol):
         streamed = b'"stream":false' not in body.replace(b" ", b"")
         if not streamed:
             # Real answers vary in length; the jitter also keeps clients from moving in lockstep.
-            jitter = random.uniform(-self.config.jitter_ms, self.config.jitter_ms)
-            await asyncio.sleep(max(0.0, self.config.service_ms + jitter) / 1000)
+            # It is a function of the request's seed, so a client can subtract it exactly.
+            match = _SEED.search(body)
+            seed = int(match.group(1)) if match else 0
+            await asyncio.sleep(
+                service_ms(seed, self.config.service_ms, self.config.jitter_ms) / 1000
+            )
             self.write(_head("application/json", len(self.whole)) + self.whole)
             return
         self.write(_head("application/x-ndjson", None))

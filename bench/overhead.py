@@ -8,7 +8,9 @@ own process too, in front of it. The load generator sends, in alternating rounds
 - direct: Ollama-native ``/api/chat`` bodies, exactly what the router would send;
 - routed: OpenAI ``/v1/chat/completions`` bodies for ``cline-memory-router``.
 
-Non-streamed: latency per request, p50/p99; the difference is what the router adds.
+Non-streamed: each request carries a seed that fixes the upstream's service time, so the
+client subtracts it and keeps only the overhead (network, parsing, and for the routed target
+the router); the difference of those overheads' p50/p99 is what the router adds.
 Streamed: content chunks per second per stream, and in total; the ratio is the relay rate.
 
     python bench/overhead.py                      # 32 clients, the figures in docs/benchmarks.md
@@ -31,9 +33,11 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import aiohttp
+
+from fast_upstream import service_ms
 
 REPO = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
@@ -97,7 +101,16 @@ def start_router(port: int, upstream: int, workdir: Path) -> subprocess.Popen[by
 class Target:
     name: str
     url: str
-    body: bytes
+    body: dict[str, Any]
+    seed_in_options: bool
+
+    def payload(self, seed: int) -> bytes:
+        body = dict(self.body)
+        if self.seed_in_options:
+            body["options"] = {**body["options"], "seed": seed}
+        else:
+            body["seed"] = seed
+        return json.dumps(body).encode()
 
 
 def targets(upstream: int, router: int, stream: bool) -> tuple[Target, Target]:
@@ -108,30 +121,45 @@ def targets(upstream: int, router: int, stream: bool) -> tuple[Target, Target]:
         "options": {"num_ctx": 32768},
         "keep_alive": -1,
     }
-    routed = {"model": "cline-memory-router", "messages": PROMPT, "stream": stream}
+    routed: dict[str, Any] = {"model": "cline-memory-router", "messages": PROMPT, "stream": stream}
     if stream:
         routed["stream_options"] = {"include_usage": True}
     base = "http://127.0.0.1"
     return (
-        Target("direct", f"{base}:{upstream}/api/chat", json.dumps(direct).encode()),
-        Target("router", f"{base}:{router}/v1/chat/completions", json.dumps(routed).encode()),
+        Target("direct", f"{base}:{upstream}/api/chat", direct, seed_in_options=True),
+        Target("router", f"{base}:{router}/v1/chat/completions", routed, seed_in_options=False),
     )
 
 
-async def one_request(session: aiohttp.ClientSession, target: Target) -> float:
+class Seeds:
+    """Request seeds, shared by both targets so each sees the same service times."""
+
+    def __init__(self) -> None:
+        self.next = 0
+
+    def take(self) -> int:
+        self.next += 1
+        return self.next
+
+
+async def one_request(
+    session: aiohttp.ClientSession, target: Target, seed: int, args: argparse.Namespace
+) -> float:
+    """Latency minus the upstream's own (known) service time for this seed."""
     started = time.perf_counter()
-    async with session.post(target.url, data=target.body) as response:
+    async with session.post(target.url, data=target.payload(seed)) as response:
         await response.read()
         if response.status != 200:
             raise RuntimeError(f"{target.name}: HTTP {response.status}")
-    return time.perf_counter() - started
+    elapsed = time.perf_counter() - started
+    return elapsed - service_ms(seed, args.service_ms, args.jitter_ms) / 1000
 
 
 async def one_stream(session: aiohttp.ClientSession, target: Target) -> tuple[int, float]:
     """Content chunks received, and the time from the first to the last of them."""
     first = last = 0.0
     chunks = 0
-    async with session.post(target.url, data=target.body) as response:
+    async with session.post(target.url, data=target.payload(0)) as response:
         async for line in response.content:
             if b'"content":"w' in line:
                 last = time.perf_counter()
@@ -181,15 +209,22 @@ async def measure(
     async with aiohttp.ClientSession(connector=connector, timeout=timeout, headers=headers) as s:
         plain = targets(upstream, router, stream=False)
         streamed = targets(upstream, router, stream=True)
-        for target in (*plain, *streamed):  # warm up connections, caches, the routed model
-            await run_load(args.clients, args.clients * 2, lambda t=target: one_request(s, t))
+        for target in plain:  # warm up connections and caches
+            await run_load(
+                args.clients, args.clients * 2, lambda t=target: one_request(s, t, 0, args)
+            )
+        for target in streamed:
+            await run_load(args.clients, args.clients, lambda t=target: one_stream(s, t))
         per_round = args.requests // args.rounds
         router_cpu = 0.0
         for _ in range(args.rounds):
             for target in plain:
+                seeds = Seeds()  # the same seed sequence (so service times) for both targets
                 cpu_before = cpu_seconds(router_pid)
                 done, seconds = await run_load(
-                    args.clients, per_round, lambda t=target: one_request(s, t)
+                    args.clients,
+                    per_round,
+                    lambda t=target, seq=seeds: one_request(s, t, seq.take(), args),
                 )
                 if target.name == "router":
                     router_cpu += cpu_seconds(router_pid) - cpu_before
@@ -211,14 +246,21 @@ async def measure(
     result: dict[str, object] = {"clients": args.clients, "requests": args.requests}
     result["router_cpu_ms_per_request"] = round(router_cpu * 1000 / len(latencies["router"]), 3)
     for name in ("direct", "router"):
-        result[f"{name}_p50_ms"] = ms(pct(latencies[name], 0.50))
-        result[f"{name}_p99_ms"] = ms(pct(latencies[name], 0.99))
+        # Latency beyond the upstream's own service time: network, parsing, the router.
+        result[f"{name}_overhead_p50_ms"] = ms(pct(latencies[name], 0.50))
+        result[f"{name}_overhead_p99_ms"] = ms(pct(latencies[name], 0.99))
         result[f"{name}_rps"] = round(len(latencies[name]) / elapsed[name], 1)
         result[f"{name}_stream_chunks_per_s_median"] = round(statistics.median(rates[name]), 1)
         chunks, spent = totals[name]
         result[f"{name}_stream_chunks_per_s_total"] = round(chunks / spent, 1)
-    result["added_p50_ms"] = round(result["router_p50_ms"] - result["direct_p50_ms"], 3)  # type: ignore[operator]
-    result["added_p99_ms"] = round(result["router_p99_ms"] - result["direct_p99_ms"], 3)  # type: ignore[operator]
+    result["added_p50_ms"] = round(
+        result["router_overhead_p50_ms"] - result["direct_overhead_p50_ms"],  # type: ignore[operator]
+        3,
+    )
+    result["added_p99_ms"] = round(
+        result["router_overhead_p99_ms"] - result["direct_overhead_p99_ms"],  # type: ignore[operator]
+        3,
+    )
     result["throughput_ratio"] = round(result["router_rps"] / result["direct_rps"], 3)  # type: ignore[operator]
     result["stream_rate_ratio_median"] = round(
         result["router_stream_chunks_per_s_median"] / result["direct_stream_chunks_per_s_median"],  # type: ignore[operator]

@@ -133,18 +133,27 @@ async def _wait_for_disconnect(receive: Receive) -> None:
 
 
 async def run_until_disconnect(request: Request, work: Coroutine[Any, Any, T]) -> T:
-    """Run ``work``; cancel it (closing its upstream) if the client disconnects first."""
-    task = asyncio.ensure_future(work)
-    listen = asyncio.ensure_future(_wait_for_disconnect(request.receive))
+    """Run ``work`` in this task; cancel it (closing its upstream) if the client disconnects.
+
+    One watcher task per request, not two tasks and a wait: this is on every non-streamed
+    request's path.
+    """
+    current = asyncio.current_task()
+    assert current is not None
+    gone = False
+
+    async def watch() -> None:
+        nonlocal gone
+        await _wait_for_disconnect(request.receive)
+        gone = True
+        current.cancel()
+
+    watcher = asyncio.create_task(watch())
     try:
-        await asyncio.wait({task, listen}, return_when=asyncio.FIRST_COMPLETED)
+        return await work
+    except asyncio.CancelledError:
+        if gone:
+            raise ClientGone() from None
+        raise
     finally:
-        listen.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await listen
-    if not task.done():
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        raise ClientGone()
-    return task.result()
+        watcher.cancel()
