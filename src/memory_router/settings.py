@@ -102,8 +102,23 @@ class EmbeddedSettings(_Strict):
 
 
 class MemorySettings(_Strict):
+    """Memory-bank indexing: which workspaces, where the index lives, how text is embedded."""
+
+    enabled: bool = True
+    # Workspaces whose memory-bank/ is indexed at start-up and watched. A workspace named by a
+    # request is indexed too when it lies under one of these roots (or allowed_roots).
     workspace_roots: list[Path] = Field(default_factory=list)
+    allowed_roots: list[Path] = Field(default_factory=list)
     vector_store_path: Path = Path("vector_stores")
+    # A Chroma server (e.g. "http://127.0.0.1:8001") shared by several router replicas;
+    # empty: a local persistent store under vector_store_path.
+    chroma_url: str | None = Field(None, pattern=r"^https?://")
+    embedder: Literal["onnx", "sentence-transformers", "ollama"] = "onnx"
+    ollama_embed_model: str = "all-minilm"
+    max_file_bytes: int = Field(2 * 1024 * 1024, gt=0)
+    chunk_max_tokens: int = Field(400, ge=32, le=8192)
+    watch: bool = True
+    debounce_ms: int = Field(300, ge=0)
 
 
 class LoggingSettings(_Strict):

@@ -73,7 +73,10 @@ def test_memory_bank_path_in_recent_tool_arguments_is_memory() -> None:
     )
     signals = read_signals(req)
     assert signals.memory_bank is True
-    assert classify(signals) == ("memory", ["the turn reads or updates the memory bank"])
+    assert classify(signals) == (
+        "memory",
+        ["memory bank read", "the latest turns read memory-bank/progress.md (read_file)"],
+    )
 
 
 def test_native_recent_edit_tool_call_is_implement() -> None:
@@ -266,7 +269,10 @@ def test_route_carries_signals_and_reasons() -> None:
     assert decision.signals == {
         "tool_style": "native",
         "recent_tools": [],
-        "memory_bank": False,
+        "memory_bank": "none",
+        "memory_files_read": [],
+        "mode": None,
+        "workspace": None,
         "housekeeping": False,
         "estimated_tokens": signals.estimated_tokens,
         "messages": 2,
@@ -334,7 +340,8 @@ def test_reason_header_is_capped_at_512() -> None:
 def test_route_reason_header_from_real_decision() -> None:
     decision = route(request(user("update the memory bank")), CATALOG, 4096)
     assert decision.reason_header() == (
-        f"the turn reads or updates the memory bank; memory -> {FAST} (fit 0.95, num_ctx 32768)"
+        'memory bank update; user said "update the memory bank"; '
+        f"memory -> {FAST} (fit 0.95, num_ctx 32768)"
     )
 
 

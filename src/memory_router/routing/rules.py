@@ -24,7 +24,9 @@ def classify(signals: RequestSignals) -> tuple[TaskClass, list[str]]:
     if signals.housekeeping:
         return "meta", ["client housekeeping prompt (title, summary or follow-up)"]
     if signals.memory_bank:
-        return "memory", ["the turn reads or updates the memory bank"]
+        return "memory", [f"memory bank {signals.memory.phase}", *signals.memory.reasons[:2]]
+    if signals.mentions_memory_bank:
+        return "memory", ["the user mentions the memory bank"]
     if signals.recent_edit:
         tools = ", ".join(sorted(set(signals.recent_tools)))
         return "implement", [f"recent tool calls edit or run things ({tools})"]
@@ -89,7 +91,10 @@ def route(
         signals={
             "tool_style": signals.tool_style,
             "recent_tools": list(signals.recent_tools),
-            "memory_bank": signals.memory_bank,
+            "memory_bank": signals.memory.phase,
+            "memory_files_read": list(signals.memory.files_read),
+            "mode": signals.memory.mode,
+            "workspace": signals.memory.workspace,
             "housekeeping": signals.housekeeping,
             "estimated_tokens": signals.estimated_tokens,
             "messages": signals.messages,

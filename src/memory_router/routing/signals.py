@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 
 from ..wire.openai import ChatCompletionRequest, ChatMessage
+from .memory_signals import MemorySignals, read_memory_signals
 
 __all__ = ["RequestSignals", "read_signals"]
 
@@ -28,9 +29,7 @@ EDIT_TOOLS = frozenset(
     }
 )
 _XML_EDIT = re.compile(r"<(" + "|".join(sorted(EDIT_TOOLS)) + r")>")
-_MEMORY = re.compile(
-    r"memory[ -]?bank|follow your custom instructions|\bmemory-bank/", re.IGNORECASE
-)
+_MENTIONS_BANK = re.compile(r"\bmemory[ -]bank\b", re.IGNORECASE)
 _META = re.compile(
     r"^\s*(generate|write|create|suggest)\b.{0,40}\b(title|summary|follow[- ]?up|commit message)"
     r"|\bsummari[sz]e (this|the) conversation\b",
@@ -56,12 +55,18 @@ class RequestSignals:
     tool_style: str  # "native" (tools field), "xml" (tools in the prompt) or "none"
     last_user_text: str
     recent_tools: tuple[str, ...]
-    memory_bank: bool
+    memory: MemorySignals
+    mentions_memory_bank: bool
     housekeeping: bool
     implement_words: bool
     analyze_words: bool
     estimated_tokens: int
     messages: int
+
+    @property
+    def memory_bank(self) -> bool:
+        """This turn initializes, reads or updates the memory bank."""
+        return self.memory.phase != "none"
 
     @property
     def recent_edit(self) -> bool:
@@ -104,11 +109,6 @@ def read_signals(request: ChatCompletionRequest) -> RequestSignals:
     # keywords are looked for in the first part only.
     head = last_user[:2000]
     recent = _recent_tools(request.messages)
-    memory = bool(_MEMORY.search(head)) or any(
-        "memory-bank/" in (call.function.arguments or "")
-        for message in request.messages[-_RECENT:]
-        for call in (message.tool_calls or ())
-    )
     if request.tools:
         style = "native"
     elif any(
@@ -122,7 +122,8 @@ def read_signals(request: ChatCompletionRequest) -> RequestSignals:
         tool_style=style,
         last_user_text=head[:200],
         recent_tools=recent,
-        memory_bank=memory,
+        memory=read_memory_signals(request),
+        mentions_memory_bank=bool(_MENTIONS_BANK.search(head)),
         housekeeping=bool(_META.search(head)) and not request.tools,
         implement_words=bool(_IMPLEMENT.search(head)),
         analyze_words=bool(_ANALYZE.search(head)),

@@ -1,0 +1,567 @@
+"""Memory-bank signals read off a Cline request: what this turn does with the memory bank.
+
+Pure and cheap, like :mod:`.signals`: no I/O, no model, no embedding. The system prompt (5-47k
+characters, the user's rules included, and those rules quote "update memory bank") is never
+searched for phrases; a few literal markers are looked up in it with ``str.find``.
+
+The phase of the current turn is the strongest (initialize > update > read > none) of:
+
+1. the phrase in the latest human message: the newest user message holding words the user
+   typed (the contents of Cline's ``<task>``, ``<feedback>``, ``<answer>``, ``<user_message>``
+   or ``<user_input>`` tags, or a plain message). Tool results (``[read_file for 'x']
+   Result:``), notices (``[SYSTEM] ...``) and ``<environment_details>`` are not the user's
+   words. "initialize memory bank" and "update memory bank" hold for the whole agent loop after
+   the message (Cline explores the project to write the bank); "follow your custom
+   instructions" (read) holds until the bank has been read in that loop and the agent has then
+   gone on to other tool work;
+2. memory-bank tool activity in the last ``_WINDOW`` assistant turns after that message: writing
+   or editing a ``memory-bank/*.md`` file gives update, any other tool call that touches the
+   memory bank (read, list, search, ``cat``) gives read.
+
+So a new user message that does not name the memory bank starts again from none.
+
+``files_read`` and ``files_written`` cover the whole conversation in both tool styles: native
+``tool_calls`` answered by ``role: "tool"`` messages, and XML tool tags answered by ``[tool for
+'path'] Result:`` user messages. A read counts once its result is in and did not fail; a write
+counts once asked for unless its result says it failed. Paths are relative to the workspace; a
+bank outside it is reported from its ``memory-bank/`` folder on.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal, NamedTuple
+
+from ..wire.openai import ChatCompletionRequest, ChatMessage
+
+__all__ = ["MemorySignals", "Mode", "Phase", "read_memory_signals", "workspace_from_request"]
+
+Phase = Literal["initialize", "update", "read", "none"]
+Mode = Literal["plan", "act"]
+
+_STRENGTH: dict[Phase, int] = {"none": 0, "read": 1, "update": 2, "initialize": 3}
+_WINDOW = 2  # assistant turns whose memory-bank tool activity sets the phase
+_HUMAN_SCAN = 4000  # characters of the user's words searched for phrases (head and tail)
+_BANK = "memory-bank"
+
+# The user's phrases are found from their anchor, each "memory bank" mention, then the verb just
+# before it (a few filler words allowed): one literal-led search over the user's words.
+_BANK_MENTION = re.compile(
+    r"memory[ -]?bank(?![\w-])"
+    # "memory bank" as hardware (a bank of RAM) rather than Cline's folder.
+    r"(?![ -]?(?:\w+[ -])?(?:map|mapping|regist|address|select|switch|interleav|controller"
+    r"|driver|size|width|conflict|parit))"
+)
+_VERB_BEFORE = re.compile(
+    r"\b(?:(?P<initialize>(?:re-?)?(?:initiali[sz]e|init|create|build)|set ?up|bootstrap"
+    r"|generate|make|start)"
+    r"|(?P<update>update|refresh|sync)"
+    r"|(?P<read>read(?:ing)?|review(?:ing)?|load(?:ing)?|check(?:ing)?|consult(?:ing)?"
+    r"|go(?:ing)? through))"
+    r"\s+(?:(?:the|my|our|your|this|a|an|new|all|of|project'?s?|cline'?s?|entire|whole)\s+)*$"
+)
+_UPDATE_AFTER = re.compile(r"\s+update\b")  # "memory bank update"
+_UMB = re.compile(r"\W*umb\b")  # Cline's shorthand for "update memory bank", typed first
+_CUSTOM_INSTRUCTIONS = re.compile(
+    r"\bfollow(?:ing)?\s+(?:(?:your|the|my|all)\s+)*custom\s+instructions\b"
+)
+_NEGATED = re.compile(
+    r"\b(?:don'?t|do\s+not|never|no\s+need\s+to|without|not|skip|stop)\b[\w\s']{0,20}$"
+)
+
+# Cline's message shapes. Tags around words the user typed: a task, feedback on a tool call or
+# a result, an answer to a question, a resumed task's message, cline 3.x's <user_input>.
+_HUMAN_TAG = re.compile(r"<(task|feedback|answer|user_message|user_input)\b[^>]*>")
+_FEEDBACK_TAG = re.compile(r"<(feedback|answer|user_message)>")
+_NOT_HUMAN = (
+    ("<environment_details>", "</environment_details>"),
+    ("<file_content", "</file_content>"),
+    ("<mode_notice>", "</mode_notice>"),
+)
+# A tool result ("[read_file for 'x'] Result:") or a client notice ("[SYSTEM] ...", "[ERROR]").
+_AUTO_MESSAGE = re.compile(r"\s*\[(?:[a-z_]+(?: for '[^\n]*?')?\] Result:|[A-Z][A-Z _-]*[A-Z]\])")
+_USER_INPUT_MODE = re.compile(r"<user_input\b[^>]*\bmode=\"(act|plan|yolo)\"")
+_CURRENT_MODE = re.compile(r"# Current Mode\s*\n\s*(ACT|PLAN) MODE")
+_ENV_CWD = re.compile(r"# Current Working Directory \((.+?)\) Files")
+_PLAN_SECTION = "# Plan Mode\n\nYou are in Plan mode"  # cline 3.x, Plan mode only
+_PLAN_ACT_SECTION = "# Plan / Act Modes"  # cline 3.x, always
+_XML_FAILED = (
+    "The user denied this operation",
+    "The tool execution failed",
+    "is blocked by the .clineignore",
+    "Missing value for required parameter",
+    "Error reading file",
+    "[[NOTE] This file read has been removed",
+)
+
+
+def _names(names: str) -> frozenset[str]:
+    return frozenset(names.split())
+
+
+READ_TOOLS = _names("read_files read_file read_many_files view_file open_file")
+WRITE_TOOLS = _names(
+    "editor write_to_file replace_in_file apply_diff apply_patch insert_content"
+    " search_and_replace edit_file create_file write_file"
+)
+COMMAND_TOOLS = _names("run_commands execute_command run_command bash shell")
+# Conversation tools: no file work, so they neither touch the bank nor move the agent on.
+NEUTRAL_TOOLS = _names(
+    "ask_question ask_followup_question attempt_completion submit_and_exit plan_mode_respond"
+    " act_mode_respond switch_to_act_mode switch_mode new_task condense summarize_task"
+    " report_bug focus_chain update_todo_list"
+)
+_KNOWN_TOOLS = READ_TOOLS | WRITE_TOOLS | COMMAND_TOOLS | NEUTRAL_TOOLS
+_XML_TOOLS = _KNOWN_TOOLS | _names(
+    "list_files search_files list_code_definition_names codebase_search browser_action"
+    " use_mcp_tool access_mcp_resource load_mcp_documentation web_fetch web_search new_rule"
+    " fetch_instructions"
+)
+_XML_WORK = re.compile(r"<(" + "|".join(sorted(_XML_TOOLS - NEUTRAL_TOOLS)) + r")>")
+_XML_BLOCK = re.compile(r"<(" + "|".join(sorted(_XML_TOOLS)) + r")>(.*?)</\1>", re.DOTALL)
+_XML_PATH = re.compile(r"<path>\s*(.*?)\s*</path>", re.DOTALL)
+_XML_COMMAND = re.compile(r"<command>(.*?)</command>", re.DOTALL)
+_PATCH_FILE = re.compile(r"^\*\*\* (?:Add|Update|Delete) File: (.+?)\s*$", re.MULTILINE)
+_PATH_KEYS = ("path", "file_path", "filePath", "absolute_path", "absolutePath", "target_file")
+_SHELL_TOKEN = re.compile(r"[^\s\"'`<>|;&()=,]*memory-bank(?:[/\\][^\s\"'`<>|;&()=,]*)?")
+_SHELL_WRITE = re.compile(r"(?:>>?|\btee\s+(?:-a\s+)?)\s*[\"']?([^\s\"'`;&|<>]+)")
+_SHELL_READER = re.compile(r"\s*(?:cat|head|tail|less|more|bat|nl|type|Get-Content)\b")
+
+
+@dataclass(frozen=True, slots=True)
+class MemorySignals:
+    """What a request shows about Cline's memory bank; every field is plain data."""
+
+    phase: Phase  # what this turn does with the memory bank
+    reasons: tuple[str, ...]  # why, for people: 'user said "update memory bank"'
+    files_read: tuple[str, ...]  # bank files whose contents the conversation holds
+    files_written: tuple[str, ...]  # bank files written or edited in the conversation
+    pending_read: tuple[str, ...]  # bank files the last assistant turn reads, result not in
+    mode: Mode | None  # Cline's Plan/Act mode when the prompt shows it
+    workspace: str | None  # the working directory the system prompt names
+
+
+class _Call(NamedTuple):
+    """One tool call as far as the memory bank is concerned."""
+
+    message: int  # index of the assistant message
+    tool: str
+    call_id: str | None  # native calls only
+    target: str  # the path or command Cline echoes in an XML result header
+    reads: tuple[str, ...]
+    writes: tuple[str, ...]
+    bank: bool  # touches the memory bank at all (a file, the folder, a search in it)
+    neutral: bool  # a conversation tool
+
+
+def _system_text(request: ChatCompletionRequest) -> str:
+    for message in request.messages[:2]:
+        if message.role in ("system", "developer"):
+            return message.text()
+    return ""
+
+
+def _directory(value: str) -> str | None:
+    value = value.strip().strip("\"'`")
+    if len(value) > 1:
+        value = value.rstrip("/\\") or value[:1]
+    return value or None
+
+
+def _line_after(text: str, marker: str, start: int = 0, end: int | None = None) -> str | None:
+    at = text.find(marker, start, len(text) if end is None else end)
+    if at < 0:
+        return None
+    stop = text.find("\n", at)
+    return _directory(text[at + len(marker) : stop if stop >= 0 else len(text)])
+
+
+def _workspace(request: ChatCompletionRequest, system: str) -> str | None:
+    # cline 3.x CLI: "<env> ... 4. Working Directory: /path </env>"; the rules come later.
+    env = system.find("<env>")
+    if env >= 0 and (found := _line_after(system, "Working Directory: ", env, env + 2000)):
+        return found
+    # The VS Code extension's core (cline 2.x CLI): "Current Working Directory: /path" in the
+    # prompt's SYSTEM INFORMATION, and "# Current Working Directory (/path) Files" in the
+    # environment details of the first user message.
+    if found := _line_after(system, "Current Working Directory: "):
+        return found
+    for message in request.messages:
+        if message.role == "user":
+            text = message.text()
+            at = text.find("# Current Working Directory (")
+            if at >= 0 and (match := _ENV_CWD.match(text, at)):
+                return _directory(match.group(1))
+    return None
+
+
+def workspace_from_request(request: ChatCompletionRequest) -> str | None:
+    """The working directory Cline's prompt names (either client), or None."""
+    return _workspace(request, _system_text(request))
+
+
+def _mode(newest_first: Iterable[str], system: str) -> Mode | None:
+    # The newest user message that shows a mode governs ("the newest message's mode").
+    for text in newest_first:
+        at = text.find("<user_input")
+        if at >= 0 and (match := _USER_INPUT_MODE.match(text, at)):
+            return "plan" if match.group(1) == "plan" else "act"
+        details = text.rfind("<environment_details>")
+        at = text.find("# Current Mode", details) if details >= 0 else -1
+        if at >= 0 and (match := _CURRENT_MODE.match(text, at)):
+            return "plan" if match.group(1) == "PLAN" else "act"
+    if system.find(_PLAN_SECTION) >= 0:
+        return "plan"
+    if system.find(_PLAN_ACT_SECTION) >= 0:
+        return "act"
+    return None
+
+
+def _tagged(text: str, tag: re.Pattern[str]) -> list[str]:
+    parts: list[str] = []
+    start = 0
+    while (match := tag.search(text, start)) is not None:
+        closing = "</" + match.group(1) + ">"
+        end = text.find(closing, match.end())
+        end = len(text) if end < 0 else end
+        parts.append(text[match.end() : end])
+        start = end + len(closing)
+    return parts
+
+
+def _human_words(text: str) -> str:
+    """The words the user typed in one user message; empty for tool results and notices."""
+    if _AUTO_MESSAGE.match(text):
+        # A tool result or a client notice; the user may have answered inside it.
+        words = "\n".join(_tagged(text, _FEEDBACK_TAG))
+    else:
+        words = "\n".join(_tagged(text, _HUMAN_TAG)) or text
+    for opening, closing in _NOT_HUMAN:
+        while (at := words.find(opening)) >= 0:
+            end = words.find(closing, at)
+            words = words[:at] + (words[end + len(closing) :] if end >= 0 else "")
+    words = words.strip()
+    if len(words) > _HUMAN_SCAN:  # a pasted log or file: instructions come first or last
+        words = words[: _HUMAN_SCAN // 2] + "\n" + words[-_HUMAN_SCAN // 2 :]
+    return words
+
+
+def _phrase(words: str) -> tuple[Phase, str]:
+    """The strongest memory-bank phrase in the user's words, and the words that said it."""
+    lower = words.lower()
+    original = words if len(words) == len(lower) else lower
+    best: Phase = "none"
+    said = ""
+
+    def found(phase: Phase, start: int, end: int) -> None:
+        nonlocal best, said
+        negated = _NEGATED.search(lower, max(0, start - 40), start)
+        if not negated and _STRENGTH[phase] > _STRENGTH[best]:
+            best, said = phase, " ".join(original[start:end].split())
+
+    for mention in _BANK_MENTION.finditer(lower):
+        before = _VERB_BEFORE.search(lower, max(0, mention.start() - 80), mention.start())
+        if before is not None:
+            phase: Phase = (
+                "initialize"
+                if before.group("initialize")
+                else "update"
+                if before.group("update")
+                else "read"
+            )
+            found(phase, before.start(), mention.end())
+        elif after := _UPDATE_AFTER.match(lower, mention.end()):
+            found("update", mention.start(), after.end())
+    if umb := _UMB.match(lower):
+        found("update", umb.end() - 3, umb.end())
+    if "custom instructions" in lower:
+        for match in _CUSTOM_INSTRUCTIONS.finditer(lower):
+            found("read", match.start(), match.end())
+    return best, said
+
+
+def _bank_path(raw: str, workspace: str | None) -> str | None:
+    """``raw`` relative to the workspace when it lies in a memory-bank folder, else None."""
+    path = raw.strip().strip("\"'`").replace("\\", "/")
+    if _BANK not in path:
+        return None
+    path = path.removeprefix("file://")
+    if workspace:
+        root = workspace.replace("\\", "/").rstrip("/") + "/"
+        path = path.removeprefix(root)
+    if "./" in path or "//" in path or path.endswith("/."):
+        path = posixpath.normpath(path)
+    parts = path.split("/")
+    if _BANK not in parts:  # e.g. src/memory-bank-utils/x.md
+        return None
+    if path.startswith(("/", "~", "..")) or path[1:2] == ":":
+        # Not under the workspace (or none is known): report from the memory-bank folder on.
+        parts = parts[len(parts) - 1 - parts[::-1].index(_BANK) :]
+    return "/".join(parts)
+
+
+def _is_file(path: str) -> bool:
+    return path.endswith(".md") and not any(char in path for char in "*?[")
+
+
+def _shell(command: str, workspace: str | None) -> tuple[list[str], list[str]]:
+    """Memory-bank files a shell command writes (redirect, tee) and reads (cat and kin)."""
+    writes = [
+        path
+        for match in _SHELL_WRITE.finditer(command)
+        if (path := _bank_path(match.group(1), workspace)) and _is_file(path)
+    ]
+    reads: list[str] = []
+    if _SHELL_READER.match(command):
+        for token in _SHELL_TOKEN.findall(command):
+            path = _bank_path(token, workspace)
+            if path and _is_file(path) and path not in writes:
+                reads.append(path)
+    return reads, writes
+
+
+def _call(
+    message: int,
+    tool: str,
+    call_id: str | None,
+    paths: list[str],
+    commands: list[str],
+    workspace: str | None,
+    mentions_bank: bool,
+) -> _Call:
+    reads: list[str] = []
+    writes: list[str] = []
+    bank = False
+    neutral = tool in NEUTRAL_TOOLS
+    if not neutral:
+        for command in commands:
+            if _BANK in command:
+                bank = True
+                read, written = _shell(command, workspace)
+                reads += read
+                writes += written
+        for raw in paths:
+            path = _bank_path(raw, workspace)
+            if path is not None:
+                bank = True
+                if _is_file(path) and tool in WRITE_TOOLS:
+                    writes.append(path)
+                elif _is_file(path) and tool in READ_TOOLS:
+                    reads.append(path)
+        # Some other tool (a search, a listing, a sub-agent) aimed at the memory bank.
+        bank = bank or (mentions_bank and tool not in _KNOWN_TOOLS)
+    target = paths[0] if paths else commands[0] if commands else ""
+    return _Call(message, tool, call_id, target, tuple(reads), tuple(writes), bank, neutral)
+
+
+def _native_call(
+    message: int, tool: str, call_id: str | None, arguments: str, workspace: str | None
+) -> _Call:
+    try:
+        args = json.loads(arguments)
+    except ValueError:
+        args = None
+    if not isinstance(args, dict):
+        args = {}
+    paths: list[str] = []
+    commands: list[str] = []
+    if tool in COMMAND_TOOLS:
+        listed = args.get("commands")
+        commands = [c for c in listed if isinstance(c, str)] if isinstance(listed, list) else []
+        commands += [c] if isinstance(c := args.get("command"), str) else []
+    elif tool == "apply_patch":
+        patch = next((v for v in args.values() if isinstance(v, str) and "***" in v), "")
+        paths = _PATCH_FILE.findall(patch)
+    else:
+        # A writer's target only: its new text may well name other bank files.
+        paths = [v for k in _PATH_KEYS if isinstance(v := args.get(k), str)]
+        items = [] if tool in WRITE_TOOLS else args.get("files", args.get("paths"))
+        for item in items if isinstance(items, list) else ():
+            if isinstance(item, str):
+                paths.append(item)
+            elif isinstance(item, dict):
+                paths += [v for k in _PATH_KEYS if isinstance(v := item.get(k), str)]
+    return _call(message, tool, call_id, paths, commands, workspace, True)
+
+
+def _xml_calls(message: int, text: str, workspace: str | None) -> list[_Call]:
+    calls: list[_Call] = []
+    for match in _XML_BLOCK.finditer(text):
+        tool, body = match.group(1), match.group(2)
+        paths = _XML_PATH.findall(body)
+        if tool in WRITE_TOOLS:
+            paths = paths[:1]  # the target; the content may quote other paths
+        commands = _XML_COMMAND.findall(body) if tool in COMMAND_TOOLS else []
+        calls.append(_call(message, tool, None, paths, commands, workspace, _BANK in body))
+    return calls
+
+
+def _native_ok(call: _Call, result: str, workspace: str | None) -> set[str]:
+    """The bank files a native result confirms (cline 3.x answers ``{query, success}`` items)."""
+    stripped = result.lstrip()
+    if stripped.startswith('{"error"'):
+        return set()
+    try:
+        value = json.loads(stripped) if stripped[:1] in ("[", "{") else None
+    except ValueError:
+        value = None
+    items = value if isinstance(value, list) else [value] if isinstance(value, dict) else []
+    if not items or not all(isinstance(item, dict) and "success" in item for item in items):
+        return set(call.reads + call.writes)
+    confirmed: set[str] = set()
+    for item in items:
+        query = str(item.get("query", ""))
+        if call.tool in COMMAND_TOOLS:  # one item a command, the command as its query
+            if item.get("success") is True:
+                read, written = _shell(query, workspace)
+                confirmed.update(read + written)
+            continue
+        query = query.removeprefix("edit:").removeprefix("insert:")  # the editor's queries
+        if item.get("success") is True and (path := _bank_path(query, workspace)):
+            confirmed.add(path)
+    return confirmed
+
+
+def _xml_ok(call: _Call, result: str, workspace: str | None) -> bool:
+    """Whether the next user message shows the XML tool ran without failing."""
+    header = f"[{call.tool} for '"
+    chosen, start = -1, 0
+    while (at := result.find(header, start)) >= 0:
+        close = result.find("'] Result:", at)
+        if close < 0:
+            break
+        named = result[at + len(header) : close]
+        if named == call.target or _bank_path(named, workspace) == _bank_path(
+            call.target, workspace
+        ):
+            chosen = close
+            break
+        start = close
+    if chosen < 0:
+        return False  # not run: Cline runs one tool a message, or the task was interrupted
+    section = result[chosen : chosen + 400]
+    return not any(marker in section for marker in _XML_FAILED)
+
+
+def _listing(files: list[str]) -> str:
+    return ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+
+
+def read_memory_signals(request: ChatCompletionRequest) -> MemorySignals:
+    """Read the memory-bank signals off a chat request; the rules are the module docstring's."""
+    messages: list[ChatMessage] = request.messages
+    system = _system_text(request)
+    workspace = _workspace(request, system)
+    texts: dict[int, str] = {}
+
+    def text_of(index: int) -> str:
+        text = texts.get(index)
+        if text is None:
+            text = texts[index] = messages[index].text()
+        return text
+
+    human = -1
+    phrase: Phase = "none"
+    said = ""
+    for index in range(len(messages) - 1, -1, -1):
+        if messages[index].role == "user" and (words := _human_words(text_of(index))):
+            human = index
+            phrase, said = _phrase(words)
+            break
+
+    # Calls that touch the bank (both styles), turns that do other tool work, native results.
+    calls: list[_Call] = []
+    work: set[int] = set()
+    results: dict[str, int] = {}
+    assistants: list[int] = []
+    for index, message in enumerate(messages):
+        if message.role == "tool" and message.tool_call_id:
+            results[message.tool_call_id] = index
+        if message.role != "assistant":
+            continue
+        assistants.append(index)
+        found: list[_Call] = []
+        for tool_call in message.tool_calls or ():
+            function = tool_call.function
+            if _BANK in function.arguments:
+                arguments = function.arguments
+                found.append(_native_call(index, function.name, tool_call.id, arguments, workspace))
+            elif function.name not in NEUTRAL_TOOLS:
+                work.add(index)
+        if _BANK in text_of(index):
+            found += _xml_calls(index, text_of(index), workspace)
+        for call in found:
+            if call.bank:
+                calls.append(call)
+            elif not call.neutral:
+                work.add(index)
+
+    files_read: dict[str, None] = {}
+    files_written: dict[str, None] = {}
+    pending: dict[str, None] = {}
+    for call in calls:
+        if not (call.reads or call.writes):
+            continue
+        confirmed: set[str] | None = None  # None: no result (yet)
+        if call.call_id is not None:
+            if (result := results.get(call.call_id)) is not None:
+                confirmed = _native_ok(call, text_of(result), workspace)
+        elif call.message + 1 < len(messages):
+            after = call.message + 1
+            ran = messages[after].role == "user" and _xml_ok(call, text_of(after), workspace)
+            confirmed = set(call.reads + call.writes) if ran else set()
+        if confirmed is None:
+            if call.message == assistants[-1]:
+                pending.update(dict.fromkeys(call.reads))
+            files_written.update(dict.fromkeys(call.writes))  # asked for, not known to fail
+        else:
+            files_read.update(dict.fromkeys(p for p in call.reads if p in confirmed))
+            files_written.update(dict.fromkeys(p for p in call.writes if p in confirmed))
+
+    reasons: list[str] = []
+    if phrase == "read":
+        # A read request lapses once the bank was read and the agent went on to other work.
+        touched = {call.message for call in calls}
+        read_seen = moved_on = False
+        for index in assistants:
+            if index <= human:
+                continue
+            if index in touched:
+                read_seen, moved_on = True, False
+            elif read_seen and (index in work or _XML_WORK.search(text_of(index))):
+                moved_on = True
+        if read_seen and moved_on:
+            reasons.append(f'user said "{said}"; the bank was read and the agent moved on')
+            phrase = "none"
+        else:
+            reasons.append(f'user said "{said}"')
+    elif phrase != "none":
+        reasons.append(f'user said "{said}"')
+
+    window = set([index for index in assistants if index > human][-_WINDOW:])
+    recent = [call for call in calls if call.message in window]
+    writers = [call for call in recent if call.writes]
+    activity: Phase = "update" if writers else "read" if recent else "none"
+    if recent:
+        shown = writers or recent
+        files = list(dict.fromkeys(p for call in shown for p in (call.writes or call.reads)))
+        tools = ", ".join(dict.fromkeys(call.tool for call in shown))
+        what = _listing(files) or "the memory bank"
+        reasons.append(f"the latest turns {'write' if writers else 'read'} {what} ({tools})")
+
+    return MemorySignals(
+        phase=max(phrase, activity, key=_STRENGTH.__getitem__),
+        reasons=tuple(reasons),
+        files_read=tuple(files_read),
+        files_written=tuple(files_written),
+        pending_read=tuple(pending),
+        mode=_mode(
+            (text_of(i) for i in range(len(messages) - 1, -1, -1) if messages[i].role == "user"),
+            system,
+        ),
+        workspace=workspace,
+    )

@@ -1,0 +1,641 @@
+"""Memory-bank signals on real Cline requests and on variations built from them.
+
+Fixtures (tests/fixtures/cline): ``native_*`` from cline@3.0.65 (native tools), ``xml_*`` from
+cline@2.18.0 (XML tools in the text, user content as parts), ``native_plan_turn1`` from
+cline@3.0.65 in Plan mode (task "Read notes.txt and tell me what it says" in a workspace
+without a memory bank; 24 tools, no ``editor``, a ``# Plan Mode`` section in the prompt).
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from memory_router.routing import memory_signals
+from memory_router.routing.memory_signals import (
+    MemorySignals,
+    read_memory_signals,
+    workspace_from_request,
+)
+from memory_router.wire.openai import ChatCompletionRequest
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "cline"
+WS = "/tmp/cline_capture/todo-app"
+BRIEF, ACTIVE, PROGRESS = (
+    "memory-bank/projectbrief.md",
+    "memory-bank/activeContext.md",
+    "memory-bank/progress.md",
+)
+BANK = (BRIEF, ACTIVE, PROGRESS)
+TASK = 'user said "follow your custom instructions"'
+NATIVE_READ = f"the latest turns read {BRIEF}, {ACTIVE}, {PROGRESS} (read_files)"
+XML_READ = f"the latest turns read {BRIEF} (read_file)"
+LAPSED = 'user said "follow your custom instructions"; the bank was read and the agent moved on'
+
+
+def load(name: str) -> dict[str, Any]:
+    body: dict[str, Any] = json.loads((FIXTURES / f"{name}.json").read_text(encoding="utf-8"))
+    return body
+
+
+def signals(body: dict[str, Any]) -> MemorySignals:
+    return read_memory_signals(ChatCompletionRequest.model_validate(body))
+
+
+def native_task(text: str, name: str = "native_turn1") -> dict[str, Any]:
+    body = load(name)
+    body["messages"][1]["content"] = text
+    return body
+
+
+def xml_task(text: str, name: str = "xml_turn1") -> dict[str, Any]:
+    body = load(name)
+    body["messages"][1]["content"][0]["text"] = f"<task>\n{text}\n</task>"
+    return body
+
+
+def native_call(
+    body: dict[str, Any], name: str, arguments: dict[str, Any], result: Any = None
+) -> dict[str, Any]:
+    """Append an assistant tool call in cline 3.x's shape and, unless None, its result."""
+    call_id = f"call_{len(body['messages'])}"
+    body["messages"].append(
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [
+                {
+                    "id": call_id,
+                    "type": "function",
+                    "function": {"name": name, "arguments": json.dumps(arguments)},
+                }
+            ],
+        }
+    )
+    if result is not None:
+        content = result if isinstance(result, str) else json.dumps(result)
+        body["messages"].append({"role": "tool", "tool_call_id": call_id, "content": content})
+    return body
+
+
+def ok(*queries: str) -> list[dict[str, Any]]:
+    """A cline 3.x tool result: one successful item per query."""
+    return [{"query": query, "result": "done", "success": True} for query in queries]
+
+
+def xml_call(body: dict[str, Any], text: str, result: str | None = None) -> dict[str, Any]:
+    """Append an assistant XML tool call and, unless None, cline 2.18's result message."""
+    body["messages"].append({"role": "assistant", "content": text})
+    if result is not None:
+        message = copy.deepcopy(load("xml_turn2")["messages"][3])
+        message["content"][0]["text"] = result
+        body["messages"].append(message)
+    return body
+
+
+def set_xml_mode(message: dict[str, Any], mode: str) -> None:
+    details = message["content"][-1]
+    assert "# Current Mode\nACT MODE" in details["text"]
+    details["text"] = details["text"].replace("ACT MODE", mode)
+
+
+# --- the real requests ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "phase", "files_read", "reasons", "mode", "workspace"),
+    [
+        ("native_turn1", "read", (), (TASK,), "act", WS),
+        ("native_turn2", "read", BANK, (TASK, NATIVE_READ), "act", WS),
+        ("native_yolo_turn1", "read", (), (TASK,), "act", WS),
+        ("native_yolo_turn2", "read", BANK, (TASK, NATIVE_READ), "act", WS),
+        ("xml_turn1", "read", (), (TASK,), "act", WS),
+        ("xml_turn2", "read", (BRIEF,), (TASK, XML_READ), "act", WS),
+        ("native_plan_turn1", "none", (), (), "plan", "/tmp/cline_capture/ws1"),
+    ],
+)
+def test_real_cline_requests(
+    name: str,
+    phase: str,
+    files_read: tuple[str, ...],
+    reasons: tuple[str, ...],
+    mode: str,
+    workspace: str,
+) -> None:
+    assert signals(load(name)) == MemorySignals(
+        phase=phase,  # type: ignore[arg-type]
+        reasons=reasons,
+        files_read=files_read,
+        files_written=(),
+        pending_read=(),
+        mode=mode,  # type: ignore[arg-type]
+        workspace=workspace,
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "workspace"),
+    [
+        ("native_turn1", WS),
+        ("native_yolo_turn2", WS),
+        ("xml_turn2", WS),
+        ("native_plan_turn1", "/tmp/cline_capture/ws1"),
+    ],
+)
+def test_workspace_from_either_prompt(name: str, workspace: str) -> None:
+    request = ChatCompletionRequest.model_validate(load(name))
+    assert workspace_from_request(request) == workspace
+
+
+def test_workspace_from_environment_details_when_the_prompt_has_none() -> None:
+    body = load("xml_turn1")
+    body["messages"][0]["content"] = "You are a helpful assistant."
+    assert signals(body).workspace == WS  # "# Current Working Directory (/path) Files"
+    body = load("native_turn1")
+    body["messages"][0]["content"] = "You are a helpful assistant."
+    assert (signals(body).workspace, signals(body).mode) == (None, None)
+
+
+def test_the_rules_in_the_system_prompt_are_not_the_users_words() -> None:
+    body = native_task("what does todo.py do?")
+    assert 'When the user says "update memory bank"' in body["messages"][0]["content"]
+    assert (signals(body).phase, signals(body).reasons) == ("none", ())
+
+
+# --- the user's phrases, both styles --------------------------------------------------------
+
+PHRASES = [
+    ("initialize memory bank", "initialize", "initialize memory bank"),
+    ("Init the memory bank for this repo", "initialize", "Init the memory bank"),
+    ("please create the memory-bank", "initialize", "create the memory-bank"),
+    ("Set up a new memory bank for this project", "initialize", "Set up a new memory bank"),
+    ("update memory bank", "update", "update memory bank"),
+    ("Please update the memory bank.", "update", "update the memory bank"),
+    ("umb", "update", "umb"),
+    ("UMB", "update", "UMB"),
+    ("do a memory bank update please", "update", "memory bank update"),
+    ("follow your custom instructions", "read", "follow your custom instructions"),
+    ("Read the memory bank, then fix the failing test", "read", "Read the memory bank"),
+    (
+        "initialize memory bank and then follow your custom instructions",
+        "initialize",
+        "initialize memory bank",
+    ),
+    (
+        "follow your custom instructions, then update the memory bank",
+        "update",
+        "update the memory bank",
+    ),
+]
+NOT_PHRASES = [
+    "Add an in-memory cache so results stay in memory between calls",
+    "Fix the memory leak in the bank account service",
+    "don't update the memory bank, just fix the bug",
+    "update memory bank switching in the linker script for the STM32",
+    "follow the instructions in CONTRIBUTING.md",
+    "umbrella: rename the module",
+    "what does todo.py do?",
+]
+
+
+@pytest.mark.parametrize(("text", "phase", "said"), PHRASES)
+def test_phrase_native(text: str, phase: str, said: str) -> None:
+    found = signals(native_task(text))
+    assert (found.phase, found.reasons) == (phase, (f'user said "{said}"',))
+
+
+@pytest.mark.parametrize(("text", "phase", "said"), PHRASES)
+def test_phrase_xml(text: str, phase: str, said: str) -> None:
+    found = signals(xml_task(text))
+    assert (found.phase, found.reasons) == (phase, (f'user said "{said}"',))
+
+
+@pytest.mark.parametrize("text", NOT_PHRASES)
+@pytest.mark.parametrize("style", ["native", "xml"])
+def test_not_a_memory_bank_request(style: str, text: str) -> None:
+    found = signals(native_task(text) if style == "native" else xml_task(text))
+    assert (found.phase, found.reasons, found.files_read) == ("none", (), ())
+
+
+def test_environment_details_are_not_the_users_words() -> None:
+    body = xml_task("what does todo.py do?")
+    details = body["messages"][1]["content"][2]
+    details["text"] = details["text"].replace("(No visible files)", "update memory bank.txt")
+    assert "memory-bank/progress.md" in details["text"]  # the file listing names the bank
+    assert signals(body).phase == "none"
+
+
+def test_the_user_input_tag_holds_the_words_and_the_mode() -> None:
+    body = native_task('<user_input mode="plan">update the memory bank</user_input>')
+    found = signals(body)
+    assert (found.phase, found.mode) == ("update", "plan")
+    body = native_task('<user_input mode="yolo">what does todo.py do?</user_input>')
+    assert (signals(body).phase, signals(body).mode) == ("none", "act")
+
+
+def test_a_system_notice_is_not_the_users_words() -> None:
+    body = load("native_yolo_turn1")
+    body["messages"][1]["content"] = "what does todo.py do?"
+    assert body["messages"][2]["content"].startswith("[SYSTEM] ")
+    assert signals(body).phase == "none"
+
+
+def test_feedback_inside_an_xml_tool_result_is_the_users_words() -> None:
+    body = xml_call(
+        load("xml_turn2"),
+        "<write_to_file>\n<path>todo.py</path>\n<content>print()</content>\n</write_to_file>",
+        "[write_to_file for 'todo.py'] Result:\nThe user denied this operation. The user "
+        "provided the following feedback:\n<feedback>\nupdate the memory bank first\n</feedback>",
+    )
+    found = signals(body)
+    assert (found.phase, found.reasons) == ("update", ('user said "update the memory bank"',))
+    assert found.files_written == ()
+
+
+def test_a_phrase_at_the_end_of_a_long_paste_counts() -> None:
+    log = "\n".join(f"line {i}: all good" for i in range(2000))
+    assert signals(native_task(log + "\nnow update memory bank")).phase == "update"
+    assert signals(native_task(log[: len(log) // 2] + " update memory bank " + log)).phase == (
+        "none"
+    )  # the middle of a paste is not read
+
+
+# --- writes ---------------------------------------------------------------------------------
+
+
+def test_native_editor_on_the_bank_is_an_update() -> None:
+    body = native_task("update memory bank", "native_turn2")
+    native_call(
+        body,
+        "editor",
+        {"path": f"{WS}/memory-bank/progress.md", "old_text": "in progress", "new_text": "done"},
+        {"query": f"edit:{WS}/memory-bank/progress.md", "result": "ok", "success": True},
+    )
+    found = signals(body)
+    assert found.phase == "update"
+    assert found.files_written == (PROGRESS,)
+    assert found.files_read == BANK
+    assert found.reasons == (
+        'user said "update memory bank"',
+        f"the latest turns write {PROGRESS} (editor)",
+    )
+
+
+def test_native_write_without_a_phrase_is_still_an_update() -> None:
+    body = native_call(
+        load("native_turn2"),
+        "editor",
+        {"path": f"{WS}/memory-bank/activeContext.md", "new_text": "# Active Context\n- todo"},
+        {"query": f"edit:{WS}/memory-bank/activeContext.md", "result": "ok", "success": True},
+    )
+    found = signals(body)
+    assert (found.phase, found.files_written) == ("update", (ACTIVE,))
+    assert found.reasons == (TASK, f"the latest turns write {ACTIVE} (editor)")
+
+
+def test_native_editor_naming_the_bank_in_its_text_only_is_not_a_bank_write() -> None:
+    body = native_call(
+        native_task("document the CLI"),
+        "editor",
+        {"path": f"{WS}/README.md", "new_text": "See memory-bank/progress.md for status."},
+        {"query": f"edit:{WS}/README.md", "result": "ok", "success": True},
+    )
+    found = signals(body)
+    assert (found.phase, found.files_written) == ("none", ())
+
+
+def test_failed_native_write_is_not_a_written_file() -> None:
+    body = native_call(
+        native_task("update memory bank"),
+        "editor",
+        {"path": f"{WS}/memory-bank/progress.md", "old_text": "nope", "new_text": "x"},
+        {"query": f"edit:{WS}/memory-bank/progress.md", "result": "", "success": False},
+    )
+    found = signals(body)
+    assert (found.phase, found.files_written) == ("update", ())
+
+
+def test_xml_write_to_file_on_the_bank_is_an_update() -> None:
+    body = xml_call(
+        load("xml_turn2"),
+        "Updating.\n\n<write_to_file>\n<path>memory-bank/activeContext.md</path>\n<content>\n"
+        "# Active Context\nSee memory-bank/progress.md\n</content>\n</write_to_file>",
+        "[write_to_file for 'memory-bank/activeContext.md'] Result:\nThe content was "
+        "successfully saved to memory-bank/activeContext.md.",
+    )
+    found = signals(body)
+    assert found.phase == "update"
+    assert found.files_written == (ACTIVE,)  # not progress.md, which the content names
+    assert found.files_read == (BRIEF,)
+    assert found.reasons == (TASK, f"the latest turns write {ACTIVE} (write_to_file)")
+
+
+def test_denied_xml_replace_in_file_is_an_update_turn_but_no_written_file() -> None:
+    body = xml_call(
+        load("xml_turn2"),
+        "<replace_in_file>\n<path>memory-bank/progress.md</path>\n<diff>\n------- SEARCH\n"
+        "- done: in progress\n=======\n- done: done\n+++++++ REPLACE\n</diff>\n</replace_in_file>",
+        "[replace_in_file for 'memory-bank/progress.md'] Result:\nThe user denied this operation.",
+    )
+    found = signals(body)
+    assert (found.phase, found.files_written, found.files_read) == ("update", (), (BRIEF,))
+
+
+def test_initialize_native() -> None:
+    body = native_call(
+        native_task("initialize memory bank"),
+        "editor",
+        {"path": f"{WS}/memory-bank/projectbrief.md", "new_text": "# Project Brief\n"},
+        {"query": f"edit:{WS}/memory-bank/projectbrief.md", "result": "ok", "success": True},
+    )
+    found = signals(body)
+    assert (found.phase, found.files_written) == ("initialize", (BRIEF,))
+    assert found.reasons == (
+        'user said "initialize memory bank"',
+        f"the latest turns write {BRIEF} (editor)",
+    )
+
+
+def test_initialize_xml() -> None:
+    body = xml_call(
+        xml_task("initialize memory bank"),
+        "<write_to_file>\n<path>memory-bank/projectbrief.md</path>\n<content>\n# Project Brief\n"
+        "</content>\n</write_to_file>",
+        "[write_to_file for 'memory-bank/projectbrief.md'] Result:\nThe content was "
+        "successfully saved to memory-bank/projectbrief.md.",
+    )
+    found = signals(body)
+    assert (found.phase, found.files_written, found.files_read) == ("initialize", (BRIEF,), ())
+
+
+def test_shell_reads_and_appends() -> None:
+    body = native_call(
+        native_task("what is left to do?"),
+        "run_commands",
+        {"commands": ["cat memory-bank/progress.md", "echo '- x' >> memory-bank/progress.md"]},
+        ok("cat memory-bank/progress.md", "echo '- x' >> memory-bank/progress.md"),
+    )
+    found = signals(body)
+    assert (found.phase, found.files_read, found.files_written) == (
+        "update",
+        (PROGRESS,),
+        (PROGRESS,),
+    )
+    body = xml_call(
+        xml_task("what is left to do?"),
+        "<execute_command>\n<command>cat memory-bank/progress.md</command>\n"
+        "<requires_approval>false</requires_approval>\n</execute_command>",
+        "[execute_command for 'cat memory-bank/progress.md'] Result:\nCommand executed.\n"
+        "Output:\n# Progress",
+    )
+    found = signals(body)
+    assert (found.phase, found.files_read, found.files_written) == ("read", (PROGRESS,), ())
+
+
+# --- reads, results, pending ----------------------------------------------------------------
+
+
+def test_pending_native_read() -> None:
+    body = load("native_turn2")
+    body["messages"].pop()  # the tool result has not come back
+    found = signals(body)
+    assert (found.phase, found.pending_read, found.files_read) == ("read", BANK, ())
+
+
+def test_pending_xml_read() -> None:
+    body = load("xml_turn2")
+    body["messages"].pop()
+    found = signals(body)
+    assert (found.phase, found.pending_read, found.files_read) == ("read", (BRIEF,), ())
+
+
+def test_failed_reads_are_not_held() -> None:
+    body = load("native_turn2")
+    items = json.loads(body["messages"][3]["content"])
+    items[2] = {"query": items[2]["query"], "result": "", "error": "ENOENT", "success": False}
+    body["messages"][3]["content"] = json.dumps(items)
+    assert signals(body).files_read == (BRIEF, ACTIVE)
+
+    body["messages"][3]["content"] = '{"error":"Tool call read_files was rejected"}'
+    assert (signals(body).files_read, signals(body).phase) == ((), "read")
+
+    body = load("xml_turn2")
+    body["messages"][3]["content"][0]["text"] = (
+        "[read_file for 'memory-bank/projectbrief.md'] Result:\nThe tool execution failed with "
+        "the following error:\n<error>\nFile not found\n</error>"
+    )
+    assert signals(body).files_read == ()
+
+
+def test_only_the_tool_cline_ran_counts_in_xml() -> None:
+    # Cline 2.x runs one tool a message; the second read below never happened.
+    body = load("xml_turn2")
+    body["messages"][2]["content"] += (
+        "\n\n<read_file>\n<path>memory-bank/progress.md</path>\n</read_file>"
+    )
+    assert signals(body).files_read == (BRIEF,)
+
+
+def test_paths() -> None:
+    body = native_call(
+        native_task("what do the notes say?"),
+        "read_files",
+        {
+            "files": [
+                {"path": "/elsewhere/memory-bank/notes.md"},
+                {"path": f"{WS}/docs/memory-bank/api.md"},
+                {"path": "./memory-bank/techContext.md", "start_line": 1, "end_line": 20},
+                {"path": f"{WS}/src/memory-bank-utils/x.md"},
+                {"path": f"{WS}/memory-bank/diagram.png"},
+            ]
+        },
+        ok(
+            "/elsewhere/memory-bank/notes.md",
+            f"{WS}/docs/memory-bank/api.md",
+            "./memory-bank/techContext.md",
+            f"{WS}/src/memory-bank-utils/x.md",
+            f"{WS}/memory-bank/diagram.png",
+        ),
+    )
+    assert signals(body).files_read == (
+        "memory-bank/notes.md",
+        "docs/memory-bank/api.md",
+        "memory-bank/techContext.md",
+    )
+
+
+def test_a_lookalike_folder_is_not_the_bank() -> None:
+    body = native_call(
+        native_task("what does the util doc say?"),
+        "read_files",
+        {"files": [{"path": f"{WS}/src/memory-bank-utils/x.md"}]},
+        ok(f"{WS}/src/memory-bank-utils/x.md"),
+    )
+    found = signals(body)
+    assert (found.phase, found.files_read, found.reasons) == ("none", (), ())
+
+
+def test_listing_the_bank_folder_is_a_read_turn() -> None:
+    body = xml_call(
+        xml_task("what do you know about this project?"),
+        "<list_files>\n<path>memory-bank</path>\n</list_files>",
+        "[list_files for 'memory-bank'] Result:\nactiveContext.md\nprogress.md",
+    )
+    found = signals(body)
+    assert (found.phase, found.files_read) == ("read", ())
+    assert found.reasons == ("the latest turns read the memory bank (list_files)",)
+
+
+# --- the phase over a task ------------------------------------------------------------------
+
+
+def test_read_request_lapses_after_the_bank_is_read_and_the_agent_moves_on_native() -> None:
+    body = native_call(
+        load("native_turn2"),
+        "read_files",
+        {"files": [{"path": f"{WS}/todo.py"}]},
+        ok(f"{WS}/todo.py"),
+    )
+    found = signals(body)  # the request lapsed, but the bank read is among the latest turns
+    assert (found.phase, found.reasons) == ("read", (LAPSED, NATIVE_READ))
+    native_call(
+        body,
+        "editor",
+        {"path": f"{WS}/todo.py", "old_text": "pass", "new_text": "return 1"},
+        {"query": f"edit:{WS}/todo.py", "result": "ok", "success": True},
+    )
+    found = signals(body)
+    assert (found.phase, found.reasons, found.files_read) == ("none", (LAPSED,), BANK)
+
+
+def test_read_request_lapses_after_the_bank_is_read_and_the_agent_moves_on_xml() -> None:
+    body = xml_call(
+        load("xml_turn2"),
+        "<read_file>\n<path>todo.py</path>\n</read_file>",
+        "[read_file for 'todo.py'] Result:\n1 | print('todo')",
+    )
+    assert signals(body).phase == "read"
+    xml_call(
+        body,
+        "<replace_in_file>\n<path>todo.py</path>\n<diff>x</diff>\n</replace_in_file>",
+        "[replace_in_file for 'todo.py'] Result:\nThe content was successfully saved to todo.py.",
+    )
+    found = signals(body)
+    assert (found.phase, found.reasons, found.files_read) == ("none", (LAPSED,), (BRIEF,))
+
+
+def test_read_request_holds_until_the_bank_is_read() -> None:
+    body = native_call(
+        load("native_turn1"), "run_commands", {"commands": ["ls"]}, ok("ls")
+    )  # a look around first
+    assert (signals(body).phase, signals(body).reasons) == ("read", (TASK,))
+
+
+def test_update_request_holds_through_other_work() -> None:
+    body = native_task("update memory bank", "native_turn2")
+    native_call(body, "read_files", {"files": [{"path": f"{WS}/todo.py"}]}, ok(f"{WS}/todo.py"))
+    native_call(body, "run_commands", {"commands": ["git log -5"]}, ok("git log -5"))
+    native_call(body, "search_codebase", {"queries": ["def done"]}, ok("def done"))
+    found = signals(body)
+    assert (found.phase, found.reasons) == ("update", ('user said "update memory bank"',))
+
+
+def test_a_new_user_message_starts_over() -> None:
+    body = load("native_turn2")
+    body["messages"].append({"role": "assistant", "content": "It is a tiny todo CLI."})
+    body["messages"].append({"role": "user", "content": "thanks, now add a --version flag"})
+    found = signals(body)
+    assert (found.phase, found.reasons, found.files_read) == ("none", (), BANK)
+    body["messages"][-1]["content"] = "great, now update the memory bank"
+    assert signals(body).phase == "update"
+
+
+# --- Plan / Act -----------------------------------------------------------------------------
+
+
+def test_xml_mode_follows_the_latest_user_message() -> None:
+    body = load("xml_turn2")
+    set_xml_mode(body["messages"][3], "PLAN MODE")
+    assert signals(body).mode == "plan"
+    body = load("xml_turn2")
+    set_xml_mode(body["messages"][1], "PLAN MODE")  # switched to Act since
+    assert signals(body).mode == "act"
+
+
+def test_native_plan_section_only_in_plan_mode() -> None:
+    plan = load("native_plan_turn1")["messages"][0]["content"]
+    act = load("native_turn1")["messages"][0]["content"]
+    assert "# Plan / Act Modes" in plan and "# Plan / Act Modes" in act
+    assert "# Plan Mode\n" in plan and "# Plan Mode\n" not in act
+    body = load("native_turn2")
+    body["messages"][0]["content"] = plan
+    assert (signals(body).mode, signals(body).workspace) == ("plan", "/tmp/cline_capture/ws1")
+
+
+# --- shape of the module --------------------------------------------------------------------
+
+
+def test_signals_are_frozen_plain_data() -> None:
+    found = signals(load("native_turn2"))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        found.phase = "none"  # type: ignore[misc]
+    assert all(isinstance(getattr(found, f.name), tuple) for f in dataclasses.fields(found)[1:5])
+
+
+def test_module_is_pure() -> None:
+    tree = ast.parse(Path(memory_signals.__file__).read_text(encoding="utf-8"))
+    imported = {
+        alias.name.split(".")[0] if isinstance(node, ast.Import) else node.module or ""
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in node.names
+    }
+    assert imported == {
+        "__future__",
+        "json",
+        "posixpath",
+        "re",
+        "collections.abc",
+        "dataclasses",
+        "typing",
+        "wire.openai",
+    }
+
+
+def big_request(style: str, turns: int = 12) -> dict[str, Any]:
+    """About 20k tokens: the real prompt plus ``turns`` file reads of ~3k characters each."""
+    code = "\n".join(
+        f"{i} | def handler_{i}(item):  return store.save(item, {i})" for i in range(60)
+    )
+    body = load("xml_turn2" if style == "xml" else "native_turn2")
+    for turn in range(turns):
+        if style == "xml":
+            xml_call(
+                body,
+                f"<read_file>\n<path>src/mod{turn}.py</path>\n</read_file>",
+                f"[read_file for 'src/mod{turn}.py'] Result:\n{code}",
+            )
+        else:
+            path = f"{WS}/src/mod{turn}.py"
+            result = [{"query": path, "result": code, "success": True}]
+            native_call(body, "read_files", {"files": [{"path": path}]}, result)
+    return body
+
+
+@pytest.mark.parametrize("style", ["native", "xml"])
+def test_a_big_request_gives_stable_answers(style: str) -> None:
+    # Timing lives in the benchmarks; this checks a long conversation end to end, repeatedly.
+    body = big_request(style)
+    request = ChatCompletionRequest.model_validate(body)
+    assert sum(len(m.text()) for m in request.messages) > 40_000
+    answers = {read_memory_signals(request) for _ in range(20)}
+    assert len(answers) == 1
+    (found,) = answers
+    assert (found.phase, found.reasons) == ("none", (LAPSED,))
+    assert found.files_read == (BANK if style == "native" else (BRIEF,))
