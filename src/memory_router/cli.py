@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
+from . import memory_cli
 from .errors import ConfigError, RouterError
 from .settings import Settings, load_settings
 
@@ -21,6 +22,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+
+app.command()(memory_cli.index)
+app.command()(memory_cli.search)
 
 ConfigDir = Annotated[
     Path | None,

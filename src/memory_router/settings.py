@@ -116,7 +116,8 @@ class MemorySettings(_Strict):
     embedder: Literal["onnx", "sentence-transformers", "ollama"] = "onnx"
     ollama_embed_model: str = "all-minilm"
     max_file_bytes: int = Field(2 * 1024 * 1024, gt=0)
-    chunk_max_tokens: int = Field(400, ge=32, le=8192)
+    # MiniLM reads at most 256 word pieces; 200 cl100k tokens stay within that.
+    chunk_max_tokens: int = Field(200, ge=32, le=8192)
     watch: bool = True
     debounce_ms: int = Field(300, ge=0)
 

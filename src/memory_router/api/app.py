@@ -14,9 +14,10 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import InvalidRequest, ModelNotFound, RouterError
+from ..memory.service import MemoryService
 from ..service import RouterService
 from ..settings import Settings
-from . import completions, ops
+from . import completions, memory, ops
 from .relay import JSONBytes
 
 __all__ = ["create_app"]
@@ -88,14 +89,18 @@ def create_app(settings: Settings, service: RouterService | None = None) -> Fast
     """Build the application. With ``service`` given, its start-up is the caller's job."""
     owned = service is None
     router_service = service or RouterService(settings)
+    memory_service = MemoryService(settings.config.memory, settings.config.ollama.base_url)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if owned:
             await router_service.start()
+        if settings.config.memory.enabled:
+            await memory_service.start()
         try:
             yield
         finally:
+            await memory_service.aclose()
             if owned:
                 await router_service.aclose()
 
@@ -107,6 +112,7 @@ def create_app(settings: Settings, service: RouterService | None = None) -> Fast
         redoc_url=None,
     )
     app.state.service = router_service
+    app.state.memory = memory_service
     app.state.api_keys = [
         key.get_secret_value().encode() for key in settings.config.server.api_keys
     ]
@@ -127,4 +133,5 @@ def create_app(settings: Settings, service: RouterService | None = None) -> Fast
     app.add_middleware(RequestIdMiddleware)
     app.router.routes.extend(completions.routes)
     app.include_router(ops.router)
+    app.include_router(memory.router)
     return app

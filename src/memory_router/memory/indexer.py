@@ -1,0 +1,254 @@
+"""Bring a workspace's vector index in line with its memory-bank files.
+
+No side manifest: the chunks' own metadata in the store says which file version they came
+from and how many chunks that version has. A file is up to date when the store holds exactly
+``chunk_count`` chunks, all carrying the hash of the bytes on disk; anything else (changed,
+half-written by a killed run, duplicated) is deleted and written again, and files that are
+gone or now skipped lose their chunks. Whatever point a run is killed at, the next run
+leaves the store matching the disk exactly.
+
+Index runs of one workspace are serialised by the store's ``write_lock``; searches never
+take it, so they answer from whatever is stored while a run goes on.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import structlog
+
+from . import discovery
+from .chunking import chunk_file
+from .discovery import BankFile
+from .store import FileState, VectorStore
+from .types import Bank, Chunk, Embedder, Skipped, SyncReport
+
+__all__ = ["CHUNKER_VERSION", "embedding_text", "fingerprint", "sync_bank", "sync_paths"]
+
+log = structlog.get_logger("memory_router.memory")
+
+Progress = Callable[[int, int], None]
+
+# Bump when chunk_file or embedding_text change what is stored for the same bytes: the
+# collection fingerprint changes and every bank is rebuilt once.
+CHUNKER_VERSION = "1"
+# Chunks embedded together: big enough for efficient model batches, small enough that files
+# land in the store (and progress moves) every few seconds.
+_GROUP_CHUNKS = 64
+
+
+@dataclass(slots=True)
+class _Job:
+    file: BankFile
+    chunks: list[Chunk]
+    replaced: int  # chunks of this file in the store before the write
+
+
+def fingerprint(embedder: Embedder, max_tokens: int) -> str:
+    """What a collection's vectors depend on besides the files themselves."""
+    return f"{embedder.name}|chunker={CHUNKER_VERSION}|max_tokens={max_tokens}"
+
+
+def embedding_text(chunk: Chunk) -> str:
+    """The text embedded for a chunk: its nearest heading, then the chunk itself.
+
+    Headings are short summaries ("Known Issues", "Current Focus") that questions echo;
+    repeating the nearest one weighs it more in the pooled vector, and puts it back into
+    pieces cut from the middle of a long section. The file name and the outer headings
+    were tried too: they add words shared by every chunk of a file and matched worse.
+    """
+    if not chunk.heading_path:
+        return chunk.text
+    return f"{chunk.heading_path[-1]}\n{chunk.text}"
+
+
+def _embed(embedder: Embedder, chunks: Sequence[Chunk]) -> list[list[float]]:
+    texts = [embedding_text(chunk) for chunk in chunks]
+    if not texts:  # only emptied files in this group: nothing to embed
+        return []
+    # Similar lengths in one model batch waste less padding.
+    order = sorted(range(len(texts)), key=lambda index: len(texts[index]))
+    vectors = embedder.embed_documents([texts[index] for index in order])
+    result: list[list[float]] = [[] for _ in texts]
+    for position, index in enumerate(order):
+        result[index] = vectors[position]
+    return result
+
+
+def _plan(
+    bank: Bank, files: Iterable[BankFile], indexed: dict[str, FileState], max_tokens: int
+) -> tuple[list[_Job], int]:
+    """The files that must be (re)written, and how many are already up to date."""
+    jobs: list[_Job] = []
+    unchanged = 0
+    for file in files:
+        state = indexed.get(file.rel_path)
+        if state is not None and state.is_complete(file.sha256):
+            unchanged += 1
+            continue
+        chunks = chunk_file(bank, file.rel_path, file.text, file.sha256, max_tokens)
+        if state is None and not chunks:  # a blank file, and nothing stored for it
+            unchanged += 1
+            continue
+        jobs.append(_Job(file, chunks, state.present if state else 0))
+    return jobs, unchanged
+
+
+def _write(
+    store: VectorStore,
+    embedder: Embedder,
+    workspace: str,
+    jobs: list[_Job],
+    report: SyncReport,
+    progress: Progress | None,
+    total: int,
+) -> None:
+    done = total - len(jobs)
+    start = 0
+    while start < len(jobs):
+        # Files are grouped up to about _GROUP_CHUNKS chunks and embedded together; each
+        # file is then written on its own, so a kill loses at most the group in flight.
+        end, size = start, 0
+        while end < len(jobs) and (end == start or size + len(jobs[end].chunks) <= _GROUP_CHUNKS):
+            size += len(jobs[end].chunks)
+            end += 1
+        group = jobs[start:end]
+        vectors = _embed(embedder, [chunk for job in group for chunk in job.chunks])
+        offset = 0
+        for job in group:
+            count = len(job.chunks)
+            store.replace_file(
+                workspace, job.file.rel_path, job.chunks, vectors[offset : offset + count]
+            )
+            offset += count
+            report.files_indexed += 1
+            report.chunks_added += count
+            report.chunks_deleted += job.replaced
+            done += 1
+            log.debug(
+                "memory_file_indexed", workspace=workspace, file=job.file.rel_path, chunks=count
+            )
+            if progress is not None:
+                progress(done, total)
+        start = end
+
+
+def _delete(
+    store: VectorStore, workspace: str, file: str, state: FileState, report: SyncReport
+) -> None:
+    store.delete_file(workspace, file)
+    report.files_deleted += 1
+    report.chunks_deleted += state.present
+
+
+def sync_bank(
+    bank: Bank,
+    store: VectorStore,
+    embedder: Embedder,
+    *,
+    max_bytes: int,
+    max_tokens: int,
+    progress: Progress | None = None,
+) -> SyncReport:
+    """Index a whole bank: write new and changed files, drop chunks of removed ones.
+
+    ``progress(done, total)`` is called once before any write (``done`` counting unchanged
+    files) and after every file written.
+    """
+    started = time.perf_counter()
+    workspace = str(bank.workspace)
+    with store.write_lock(workspace):
+        store.ensure(workspace, fingerprint(embedder, max_tokens))
+        report = _sync_all_locked(bank, store, embedder, max_bytes, max_tokens, progress)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _sync_all_locked(
+    bank: Bank,
+    store: VectorStore,
+    embedder: Embedder,
+    max_bytes: int,
+    max_tokens: int,
+    progress: Progress | None,
+) -> SyncReport:
+    workspace = str(bank.workspace)
+    report = SyncReport(workspace=workspace)
+    files, report.skipped = discovery.bank_files(bank, max_bytes)
+    report.files_seen = len(files)
+    indexed = store.indexed_files(workspace)
+    on_disk = {file.rel_path for file in files}
+    for file, state in sorted(indexed.items()):
+        if file not in on_disk:
+            _delete(store, workspace, file, state, report)
+    jobs, report.files_unchanged = _plan(bank, files, indexed, max_tokens)
+    if progress is not None:
+        progress(report.files_unchanged, len(files))
+    _write(store, embedder, workspace, jobs, report, progress, len(files))
+    report.chunks_total = store.count(workspace)
+    return report
+
+
+def _relative(bank: Bank, raw: str) -> str:
+    path = Path(raw)
+    if path.is_absolute():
+        try:
+            return path.relative_to(bank.workspace).as_posix()
+        except ValueError:
+            return raw  # outside the workspace: read_bank_file will refuse it
+    return PurePosixPath(raw.removeprefix("./")).as_posix()
+
+
+def _targets(bank: Bank, rel_paths: Sequence[str], indexed: dict[str, FileState]) -> list[str]:
+    targets: set[str] = set()
+    for raw in rel_paths:
+        rel = _relative(bank, raw)
+        targets.add(rel)
+        # A folder event (created, moved or deleted as a whole) covers the files under it.
+        prefix = rel.rstrip("/") + "/"
+        targets.update(file for file in indexed if file.startswith(prefix))
+        if (bank.workspace / rel).is_dir():
+            targets.update(p for p in discovery.bank_paths(bank) if p.startswith(prefix))
+    return sorted(targets)
+
+
+def sync_paths(
+    bank: Bank,
+    store: VectorStore,
+    embedder: Embedder,
+    rel_paths: Sequence[str],
+    *,
+    max_bytes: int,
+    max_tokens: int,
+    progress: Progress | None = None,
+) -> SyncReport:
+    """Index only the given paths (relative to the workspace), as a file watcher reports
+    them: changed files are rewritten, removed or now unreadable ones lose their chunks."""
+    started = time.perf_counter()
+    workspace = str(bank.workspace)
+    with store.write_lock(workspace):
+        if store.ensure(workspace, fingerprint(embedder, max_tokens)):
+            # The collection was rebuilt for new settings: only a full run can refill it.
+            report = _sync_all_locked(bank, store, embedder, max_bytes, max_tokens, progress)
+        else:
+            report = SyncReport(workspace=workspace)
+            indexed = store.indexed_files(workspace)
+            files: list[BankFile] = []
+            for rel in _targets(bank, rel_paths, indexed):
+                found = discovery.read_bank_file(bank, rel, max_bytes)
+                if isinstance(found, BankFile):
+                    files.append(found)
+                    continue
+                if isinstance(found, Skipped):
+                    report.skipped.append(found)
+                if rel in indexed:
+                    _delete(store, workspace, rel, indexed[rel], report)
+            report.files_seen = len(files)
+            jobs, report.files_unchanged = _plan(bank, files, indexed, max_tokens)
+            _write(store, embedder, workspace, jobs, report, progress, len(files))
+            report.chunks_total = store.count(workspace)
+    report.seconds = time.perf_counter() - started
+    return report
