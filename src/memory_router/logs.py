@@ -29,12 +29,15 @@ def configure_logging(level: str = "INFO", json_logs: bool = True) -> None:
         factory: Any = structlog.BytesLoggerFactory(file=sys.stderr.buffer)
     else:
         processors.append(structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()))
-        factory = structlog.PrintLoggerFactory(file=sys.stderr)
+
+        def factory(*_: Any) -> structlog.PrintLogger:
+            return structlog.PrintLogger(file=sys.stderr)  # whatever stderr is at the time
+
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=factory,
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=json_logs,
     )
     logging.basicConfig(
         level=numeric, stream=sys.stderr, format="%(name)s %(levelname)s %(message)s"

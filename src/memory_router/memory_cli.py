@@ -19,9 +19,17 @@ ConfigDir = Annotated[
 
 
 def _settings(config_dir: Path | None) -> Settings:
+    from .logs import configure_logging
     from .settings import load_settings
 
-    return load_settings(config_dir)
+    settings = load_settings(config_dir)
+    # Logs go to stderr and stay out of the way of the output; warnings still show.
+    level = max(settings.config.logging.level, "WARNING", key=_LEVELS.index)
+    configure_logging(level, json_logs=False)
+    return settings
+
+
+_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
 
 
 def index(
@@ -84,9 +92,19 @@ def index(
     out = Console()
     out.print(table)
     for report in reports:
+        out.print(
+            f"{report.workspace}: {report.files_seen} files ({report.files_indexed} changed, "
+            f"{report.files_unchanged} unchanged, {report.files_deleted} deleted), "
+            f"{report.chunks_total} chunks, {len(report.skipped)} skipped",
+            highlight=False,
+            soft_wrap=True,
+        )
         for skipped in report.skipped:
-            out.print(f"skipped {skipped.path}: {skipped.reason}")
-    out.print(f"done in {time.perf_counter() - started:.2f}s (model: {memory.embedder.name})")
+            out.print(f"skipped {skipped.path}: {skipped.reason}", highlight=False, soft_wrap=True)
+    out.print(
+        f"done in {time.perf_counter() - started:.2f}s (model: {memory.embedder.name})",
+        highlight=False,
+    )
 
 
 def search(

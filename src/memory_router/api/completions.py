@@ -30,6 +30,7 @@ async def chat_completions(request: Request) -> Response:
     service: RouterService = request.app.state.service
     chat = parse_request(ChatCompletionRequest, await read_json(request))
     decision = service.decide_chat(chat)
+    request.app.state.memory.observe(decision.signals.get("workspace"))
     response_id = new_id("chatcmpl")
     return await relay(
         request,

@@ -55,6 +55,7 @@ class MemoryService:
         self._open_lock = threading.Lock()
         self._watcher: BankWatcher | None = None
         self._background: set[asyncio.Task[Any]] = set()
+        self._observed: set[str] = set()
 
     # -- lazily opened parts --------------------------------------------------------------
 
@@ -155,7 +156,12 @@ class MemoryService:
             self._spawn(self._initial_sync(banks))
 
     async def _initial_sync(self, banks: list[Bank]) -> None:
+        # Watch first: an edit made while the full sync runs is then re-indexed after it.
+        if self.settings.watch:
+            await self.watch(banks)
         for bank in banks:
+            if str(bank.workspace) in self.status_by_bank:
+                continue  # already indexed earlier
             report = await asyncio.to_thread(self.sync, bank)
             log.info(
                 "memory_indexed",
@@ -164,8 +170,6 @@ class MemoryService:
                 chunks=report.chunks_total,
                 seconds=round(report.seconds, 2),
             )
-        if self.settings.watch:
-            await self.watch(banks)
 
     async def watch(self, banks: list[Bank]) -> None:
         """Start watching these banks (replacing any earlier watcher)."""
@@ -180,6 +184,27 @@ class MemoryService:
 
         self._watcher = BankWatcher(banks, on_change, self.settings.debounce_ms)
         self._watcher.start()
+
+    def observe(self, workspace: str | None) -> None:
+        """A request named this working directory: index and watch its bank if allowed.
+
+        Called on the request path, so it costs a set lookup unless the workspace is new.
+        """
+        if not workspace or workspace in self._observed or not self.settings.enabled:
+            return
+        self._observed.add(workspace)
+        try:
+            bank = self.bank_for(Path(workspace))
+        except InvalidRequest as exc:
+            log.info("memory_bank_not_indexed", workspace=workspace, reason=exc.message)
+            return
+        if str(bank.workspace) in self.banks:
+            return
+        self.banks[str(bank.workspace)] = bank
+        self._spawn(self._initial_sync([*self._watched(), bank]))
+
+    def _watched(self) -> list[Bank]:
+        return list(self._watcher.banks) if self._watcher is not None else []
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
