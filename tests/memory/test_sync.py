@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -63,7 +64,11 @@ def test_changed_deleted_and_newly_skipped_files(
     (bank.root / "techContext.md").write_bytes(b"\x00\x01binary now")
     report = sync_bank(bank, store, counting, **LIMITS)
 
-    assert sorted(counting.documents) == texts_of(bank, "progress.md")
+    # Only the section that changed is embedded again; the file's other chunks keep their
+    # stored vectors (keyed by content and heading path).
+    assert counting.documents == [
+        "Release Notes\n## Release Notes\n\nThe 0.9.3 beta adds a tide table printout."
+    ]
     assert (report.files_seen, report.files_indexed, report.files_unchanged) == (4, 1, 3)
     assert report.files_deleted == 2
     assert report.skipped == [Skipped("memory-bank/techContext.md", "binary (contains NUL bytes)")]
@@ -77,6 +82,16 @@ def test_changed_deleted_and_newly_skipped_files(
         "memory-bank/systemPatterns.md",
     }
     assert assert_store_matches_disk(bank, store) == 17
+    # And every vector, reused or new, is the embedding of its chunk's text.
+    file = read_bank_file(bank, "memory-bank/progress.md", LIMITS["max_bytes"])
+    assert file is not None and not isinstance(file, Skipped)
+    chunks = chunk_file(bank, file.rel_path, file.text, file.sha256, LIMITS["max_tokens"])
+    vectors = store.vectors_of(ws, "memory-bank/progress.md")
+    fresh = counting.embed_documents([embedding_text(chunk) for chunk in chunks])
+    for chunk, expected in zip(chunks, fresh, strict=True):
+        key = (chunk.content_hash, json.dumps(list(chunk.heading_path), ensure_ascii=False))
+        got = vectors[key]
+        assert sum(a * b for a, b in zip(got, expected, strict=True)) > 0.999
 
 
 def test_half_written_file_is_rewritten(
@@ -91,7 +106,8 @@ def test_half_written_file_is_rewritten(
     assert state == FileState(victim.file_hash, 4, 3)
     counting.documents.clear()
     report = sync_bank(bank, store, counting, **LIMITS)
-    assert sorted(counting.documents) == texts_of(bank, "systemPatterns.md")
+    # The file is rewritten whole; only the lost chunk needs embedding again.
+    assert counting.documents == [f"{victim.heading_path[-1]}\n{victim.text}"]
     assert (report.files_indexed, report.chunks_deleted, report.chunks_added) == (1, 3, 4)
     assert assert_store_matches_disk(bank, store) == 24
 

