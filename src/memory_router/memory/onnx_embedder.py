@@ -237,6 +237,8 @@ def export_onnx(model_dir: Path, target: Path, *, quantize: bool) -> dict[str, i
         str(traced), "bert", heads, hidden, optimization_options=options, opt_level=0
     )
     stats = {k: int(v) for k, v in fusion.get_fused_operator_statistics().items() if v}
+    if stats.get("MultiHeadAttention") != layers:  # still correct, only slower
+        log.warning("onnx_attention_not_fused", fused=stats, layers=layers)
     fusion.save_model_to_file(str(fused if quantize else target))
     if quantize:
         with _root_logger_untouched():
