@@ -80,8 +80,7 @@ def route(
     config_dir: ConfigDir = None,
 ) -> None:
     """Print the routing decision for a request, without calling any model."""
-    from .routing.rules import passthrough
-    from .routing.rules import route as decide
+    from .service import RouterService
     from .wire.openai import ChatCompletionRequest, parse_request
 
     settings = _settings(config_dir)
@@ -91,15 +90,8 @@ def route(
     except json.JSONDecodeError as exc:
         raise RouterError(f"{request_file} is not valid JSON: {exc}") from None
     data.setdefault("model", settings.models.virtual_model)
-    request = parse_request(ChatCompletionRequest, data)
-    models = settings.models
-    if request.model == models.virtual_model:
-        decision = decide(request, models.models, models.reserved_output_tokens)
-    else:
-        spec = models.by_name().get(request.model)
-        if spec is None:
-            raise RouterError(f"model {request.model!r} is not in models.yaml")
-        decision = passthrough(spec)
+    # The service's own decision over the configured catalog: nothing is started.
+    decision = RouterService(settings).decide_chat(parse_request(ChatCompletionRequest, data))
     typer.echo(json.dumps(decision.as_dict(), indent=2, default=str))
 
 

@@ -121,7 +121,7 @@ async def _sse(
             yield first
         # The first event (with keepalives while a model loads), then the rest straight from
         # the backend: one generator layer fewer per chunk on the hot path.
-        async for first_event in primed.iterate(KEEPALIVE_S):
+        async for first_event in primed.first_event(KEEPALIVE_S):
             if first_event is None:
                 yield sse.comment("waiting for the model to load")
                 continue

@@ -50,8 +50,11 @@ class Primed:
                 await self.first
         await self.events.aclose()
 
-    async def iterate(self, keepalive_s: float) -> AsyncGenerator[Event | None, None]:
-        """Yield events; ``None`` every ``keepalive_s`` while the first one is pending."""
+    async def first_event(self, keepalive_s: float) -> AsyncGenerator[Event | None, None]:
+        """Yield ``None`` every ``keepalive_s`` while the first event is pending, then it.
+
+        The rest of the stream is read from ``events`` directly (one generator layer fewer
+        per chunk on the hot path)."""
         while not self.first.done():
             done, _ = await asyncio.wait({self.first}, timeout=keepalive_s)
             if not done:

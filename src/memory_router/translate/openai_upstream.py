@@ -24,16 +24,9 @@ __all__ = ["ChunkDecoder", "chat_body", "completion_body", "error_for_status"]
 
 
 def _sampling(sampling: Sampling) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key in ("max_tokens", "temperature", "top_p", "stop", "seed"):
-        value = getattr(sampling, key)
-        if value is not None:
-            out[key] = value
-    for key in ("frequency_penalty", "presence_penalty"):
-        value = getattr(sampling, key)
-        if value is not None:
-            out[key] = value
-    return out
+    keys = ("max_tokens", "temperature", "top_p", "stop", "seed", "frequency_penalty",
+            "presence_penalty")  # fmt: skip
+    return {key: getattr(sampling, key) for key in keys if getattr(sampling, key) is not None}
 
 
 def chat_body(call: ChatCall) -> dict[str, Any]:
