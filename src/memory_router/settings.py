@@ -122,10 +122,97 @@ class MemorySettings(_Strict):
     debounce_ms: int = Field(300, ge=0)
 
 
+GIB = 1024**3
+
+
+class DecisionLogSettings(_Strict):
+    """One JSON line per routed request, rotated by size and age, pruned by count."""
+
+    enabled: bool = True
+    path: Path = Path("logs/decisions.jsonl")
+    max_bytes: int = Field(20_000_000, gt=0)
+    """Rotate the current file once it grows past this."""
+    max_age_days: float = Field(7.0, gt=0)
+    """Rotate a file this old, and delete rotated files older than this."""
+    max_files: int = Field(10, ge=1)
+    """Rotated files kept, newest first."""
+
+
+class BudgetSettings(_Strict):
+    """The memory the models may use. Unset sizes are detected (NVML, nvidia-smi, psutil)."""
+
+    vram_bytes: int | None = Field(None, ge=0)
+    ram_bytes: int | None = Field(None, ge=0)
+    reserve_bytes: int = Field(2 * GIB, ge=0)
+    """Kept free for the system and other programs (taken from RAM)."""
+    disk_bytes_per_s: float = Field(2e9, gt=0)
+    """Prior for load time (weights size / this) until a load has been measured."""
+
+
+class QueueSettings(_Strict):
+    """Per-model admission: requests beyond this wait-list get 429 with Retry-After."""
+
+    max_waiting_per_model: int = Field(8, ge=0)
+    max_running_per_model: int = Field(1, ge=1)
+    """Requests a model runs at once (Ollama's OLLAMA_NUM_PARALLEL)."""
+    retry_after_s: int = Field(5, ge=1)
+
+
+class EscalationSettings(_Strict):
+    """Where a request goes when no local model's context holds it. Off unless both are set."""
+
+    backend: str | None = None
+    """The name of an ``openai_upstreams`` entry."""
+    model: str | None = None
+
+
+class ClassifierSettings(_Strict):
+    embedding: bool = True
+    """Compare the last user turn's embedding with labelled examples when cheap signals are
+    inconclusive (the examples live in ``task_examples.yaml`` next to this file)."""
+    min_similarity: float = Field(0.35, ge=-1.0, le=1.0)
+    llm_model: str | None = None
+    """A small local model asked for the class when the other signals disagree; off."""
+
+
+class RoutingSettings(_Strict):
+    """How the virtual model chooses: policy, budget, stickiness, queues, escalation."""
+
+    policy: Literal["residency", "best_fit", "fixed"] = "residency"
+    """residency: task fit minus switch cost; best_fit: task fit only; fixed: fixed_model."""
+    fixed_model: str | None = None
+    ctx_ladder: list[int] = Field(default_factory=lambda: [8192, 16384, 32768, 65536, 131072])
+    load_cost_per_s: float = Field(0.01, ge=0)
+    """Task fit one second of model loading is worth (0.01: a 10 s load costs 0.1 fit)."""
+    recency_half_life_s: float = Field(600.0, gt=0)
+    """How fast the expected cost of evicting a model fades after its last use."""
+    session_idle_s: float = Field(900.0, gt=0)
+    """A session idle this long is re-routed from scratch."""
+    poll_s: float = Field(15.0, gt=0)
+    """How often /api/ps is read besides after each request."""
+    warm_pinned: bool = True
+    first_event_grace_s: float = Field(2.0, ge=0)
+    """How long a streamed answer waits for its first event before the headers go out."""
+    keepalive_s: float = Field(5.0, gt=0)
+    """SSE comment interval while a model loads."""
+    budget: BudgetSettings = BudgetSettings()
+    queue: QueueSettings = QueueSettings()
+    escalation: EscalationSettings = EscalationSettings()
+    classifier: ClassifierSettings = ClassifierSettings()
+
+    @field_validator("ctx_ladder")
+    @classmethod
+    def _ladder(cls, value: list[int]) -> list[int]:
+        if not value or any(size < 512 for size in value):
+            raise ValueError("list at least one context size, each at least 512")
+        return sorted(set(value))
+
+
 class LoggingSettings(_Strict):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     json_logs: bool = True
     log_prompts: bool = False
+    decision_log: DecisionLogSettings = DecisionLogSettings()
 
     @field_validator("level", mode="before")
     @classmethod
@@ -141,6 +228,7 @@ class ServerConfig(_Strict):
     openai_upstreams: list[OpenAIUpstream] = Field(default_factory=list)
     embedded: EmbeddedSettings = EmbeddedSettings()
     memory: MemorySettings = MemorySettings()
+    routing: RoutingSettings = RoutingSettings()
     logging: LoggingSettings = LoggingSettings()
 
 
@@ -188,6 +276,8 @@ class Settings(_Strict):
     config: ServerConfig
     models: ModelsConfig
     config_dir: Path
+    task_examples: dict[TaskClass, list[str]] = Field(default_factory=dict)
+    """Labelled example requests per task class (``task_examples.yaml``; optional)."""
 
 
 # Environment variables and the (section, key) they override in server_config.yaml.
@@ -311,12 +401,52 @@ def load_settings(
     except ValidationError as exc:
         raise _validation_error(exc, str(models_path), {}) from None
 
-    _cross_check(server, models, models_path)
-    return Settings(config=server, models=models, config_dir=directory)
+    _cross_check(server, models, models_path, server_path)
+    examples = _task_examples(directory / "task_examples.yaml")
+    return Settings(config=server, models=models, config_dir=directory, task_examples=examples)
 
 
-def _cross_check(server: ServerConfig, models: ModelsConfig, models_path: Path) -> None:
+def _task_examples(path: Path) -> dict[TaskClass, list[str]]:
+    if not path.is_file():
+        return {}
+    raw = _read_yaml(path)
+    examples: dict[TaskClass, list[str]] = {}
+    for key, value in raw.items():
+        if key not in TASK_CLASSES:
+            raise ConfigError(
+                str(path), str(key), f"not a task class: use {', '.join(TASK_CLASSES)}"
+            )
+        if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+            raise ConfigError(str(path), str(key), "must be a list of non-empty strings")
+        examples[key] = value
+    return examples
+
+
+def _cross_check(
+    server: ServerConfig, models: ModelsConfig, models_path: Path, server_path: Path
+) -> None:
     backends = {"ollama", "embedded"} | {up.name for up in server.openai_upstreams}
+    routing = server.routing
+    names = {model.name for model in models.models}
+    if routing.policy == "fixed" and routing.fixed_model not in names:
+        raise ConfigError(
+            str(server_path),
+            "routing.fixed_model",
+            f"policy 'fixed' needs fixed_model set to one of {', '.join(sorted(names))}",
+        )
+    escalation = routing.escalation
+    if (escalation.backend is None) != (escalation.model is None):
+        raise ConfigError(
+            str(server_path), "routing.escalation", "set both backend and model, or neither"
+        )
+    upstreams = {up.name for up in server.openai_upstreams}
+    if escalation.backend is not None and escalation.backend not in upstreams:
+        raise ConfigError(
+            str(server_path),
+            "routing.escalation.backend",
+            f"{escalation.backend!r} is not an openai_upstreams entry"
+            + (f": use one of {', '.join(sorted(upstreams))}" if upstreams else ""),
+        )
     seen: set[str] = set()
     for index, model in enumerate(models.models):
         where = f"models.{index}"
