@@ -85,6 +85,14 @@ def emulator() -> Iterator[OllamaEmulator]:
 RouterFactory = Callable[..., RouterThread]
 
 
+def _merge(into: dict[str, Any], values: dict[str, Any]) -> None:
+    for key, value in values.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+
+
 @pytest.fixture
 def make_router(tmp_path: Path) -> Iterator[RouterFactory]:
     """Start routers with a server_config built from keyword overrides; stops them after."""
@@ -96,11 +104,18 @@ def make_router(tmp_path: Path) -> Iterator[RouterFactory]:
         server: dict[str, Any] = {
             "ollama": {"base_url": ollama_url, "connect_timeout_s": 1},
             "embedded": {"mode": "never"},
-            "logging": {"level": "WARNING"},
+            "logging": {
+                "level": "WARNING",
+                "decision_log": {"path": str(tmp_path / f"decisions{len(started)}.jsonl")},
+            },
+            # The emulated machine's memory (fast_profile), not this one's.
+            # Warm-up loads would show up among the requests tests assert on: opt in.
+            "routing": {
+                "budget": {"vram_bytes": 16 * 1024**3, "ram_bytes": 128 * 1024**3},
+                "warm_pinned": False,
+            },
         }
-        for name, values in sections.items():
-            merge = isinstance(values, dict)
-            server[name] = {**server.get(name, {}), **values} if merge else values
+        _merge(server, sections)
         directory = write_config(tmp_path / f"config{len(started)}", server, models)
         settings = load_settings(directory, environ={}, env_file=None)
         router = RouterThread(settings).start()

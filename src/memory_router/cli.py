@@ -91,7 +91,9 @@ def route(
         raise RouterError(f"{request_file} is not valid JSON: {exc}") from None
     data.setdefault("model", settings.models.virtual_model)
     # The service's own decision over the configured catalog: nothing is started.
-    decision = RouterService(settings).decide_chat(parse_request(ChatCompletionRequest, data))
+    decision = RouterService(settings).decide_chat(
+        parse_request(ChatCompletionRequest, data), remember=False
+    )
     typer.echo(json.dumps(decision.as_dict(), indent=2, default=str))
 
 

@@ -7,17 +7,23 @@ the embedded llama.cpp model and maps every role to it, saying so loudly.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
 from .backends.base import Backend, BackendStatus, ChatCall, CompletionCall, Sampling
-from .errors import BackendUnavailable, ModelNotFound, RouterError
-from .events import Event
+from .decision_log import DecisionLog
+from .errors import BackendUnavailable, ContextLengthExceeded, ModelNotFound, RouterError
+from .events import Event, Finish
+from .residency import ResidencyMonitor
 from .routing.decision import Decision
-from .routing.rules import choose, passthrough, route
+from .routing.engine import RoutingEngine
+from .routing.policy import View, choose, passthrough
+from .routing.residency import Budget
 from .settings import TASK_CLASSES, ModelSpec, Settings
 from .wire.openai import ChatCompletionRequest, CompletionRequest
 
@@ -68,6 +74,11 @@ class RouterService:
         self.catalog: list[ModelSpec] = list(settings.models.models)
         self.embedded_fallback = False
         self.notes: list[str] = []
+        self.engine = RoutingEngine(
+            self.catalog, settings.config.routing, settings.models.reserved_output_tokens
+        )
+        self.monitor: ResidencyMonitor | None = None
+        self.decision_log: DecisionLog | None = None
 
     # -- start-up -------------------------------------------------------------------------
 
@@ -82,8 +93,35 @@ class RouterService:
         self.notes = built.notes
         for note in self.notes:
             log.warning("startup", note=note)
+        self.engine.catalog = list(self.catalog)
+        budgets = self._budgets()
+        self.monitor = ResidencyMonitor(
+            self.settings.config.routing, self.catalog, self.backends, budgets
+        )
+        await self.monitor.start()
+        log_settings = self.settings.config.logging
+        if log_settings.decision_log.enabled:
+            self.decision_log = DecisionLog(log_settings.decision_log, log_settings.log_prompts)
+
+    def _budgets(self) -> dict[str, Budget]:
+        """The memory budget of each Ollama host: configured, else this machine's."""
+        config = self.settings.config.routing.budget
+        vram, ram = config.vram_bytes, config.ram_bytes
+        if vram is None or ram is None:
+            from .hardware import detect_hardware
+
+            found = detect_hardware(config)
+            vram = found.vram_bytes if vram is None else vram
+            ram = found.ram_bytes if ram is None else ram
+            log.info("budget", vram=vram, ram=ram, source=found.source, notes=list(found.notes))
+        budget = Budget(vram, ram, config.reserve_bytes)
+        return {name: budget for name, b in self.backends.items() if b.kind == "ollama"}
 
     async def aclose(self) -> None:
+        if self.monitor is not None:
+            await self.monitor.aclose()
+        if self.decision_log is not None:
+            self.decision_log.close()
         for backend in self.backends.values():
             await backend.aclose()
 
@@ -106,20 +144,50 @@ class RouterService:
             f"model {model!r} is not served here: use one of {names}", param="model"
         )
 
-    def decide_chat(self, request: ChatCompletionRequest) -> Decision:
-        """The routing decision for a chat request (pure apart from reading the catalog)."""
+    def view(self) -> View:
+        return self.monitor.view() if self.monitor is not None else View()
+
+    def decide_chat(self, request: ChatCompletionRequest, *, remember: bool = True) -> Decision:
+        """The routing decision for a chat request; calls no model."""
         if request.model == self.virtual_model:
-            return route(request, self.catalog, self.settings.models.reserved_output_tokens)
+            try:
+                return self.engine.decide(request, self.view(), remember=remember)
+            except ContextLengthExceeded as exc:
+                return self._escalate(exc)
         spec = self.spec(request.model)
         if spec is None:
             raise self._unknown(request.model)
         return passthrough(spec)
 
+    def _escalate(self, exc: ContextLengthExceeded) -> Decision:
+        escalation = self.settings.config.routing.escalation
+        if escalation.backend is None or escalation.model is None:
+            raise exc
+        return Decision(
+            model=escalation.model,
+            backend=escalation.backend,
+            num_ctx=None,
+            keep_alive=None,
+            task=None,
+            reasons=(
+                exc.message.split(":")[0],
+                f"escalated to {escalation.model} on {escalation.backend} (configured escalation)",
+            ),
+        )
+
     def decide_completion(self, request: CompletionRequest) -> Decision:
         if request.model == self.virtual_model:
             # Raw completions are code completion (editor autocomplete): the coder's work.
-            needed = len(request.prompt_text()) // 4 + (request.max_tokens or 256)
-            return choose("implement", needed, self.catalog, ["raw prompt completion"])
+            prompt = len(request.prompt_text()) // 4
+            return choose(
+                "implement",
+                prompt,
+                request.max_tokens or 256,
+                self.catalog,
+                self.view(),
+                self.settings.config.routing,
+                ["raw prompt completion"],
+            )
         spec = self.spec(request.model)
         if spec is None:
             raise self._unknown(request.model)
@@ -154,7 +222,7 @@ class RouterService:
             num_ctx=decision.num_ctx,
             keep_alive=decision.keep_alive,
         )
-        return self._backend(decision).chat(call)
+        return self._run(self._backend(decision).chat(call), decision)
 
     def complete(
         self, request: CompletionRequest, decision: Decision
@@ -167,7 +235,80 @@ class RouterService:
             num_ctx=decision.num_ctx,
             keep_alive=decision.keep_alive,
         )
-        return self._backend(decision).complete(call)
+        return self._run(self._backend(decision).complete(call), decision)
+
+    async def _run(
+        self, events: AsyncGenerator[Event, None], decision: Decision
+    ) -> AsyncGenerator[Event, None]:
+        """Admit, make room when the decision evicts, relay; learn from the finish, record."""
+        started = time.perf_counter()
+        finish: Finish | None = None
+        outcome = "client_gone"
+        admission = self.monitor.admit(decision) if self.monitor is not None else None
+        try:
+            if self.monitor is not None and decision.evicts:
+                await self.monitor.make_room(decision)
+            async with aclosing(events) as stream:
+                async for event in stream:
+                    if isinstance(event, Finish):
+                        finish = event
+                        self._learn(decision, event)
+                    yield event
+            outcome = "ok"
+        except RouterError as exc:
+            outcome = f"error:{exc.status}"
+            raise
+        finally:
+            if admission is not None:
+                admission.release()
+            self._record(decision, finish, outcome, time.perf_counter() - started)
+
+    def _record(
+        self, decision: Decision, finish: Finish | None, outcome: str, seconds: float
+    ) -> None:
+        if self.decision_log is None or not decision.routed:
+            return
+        usage = finish.usage if finish else None
+        load_ns = finish.stats.get("load_duration") if finish else None
+        self.decision_log.write(
+            {
+                "session": decision.session,
+                "class": decision.task,
+                "signals": decision.signals,
+                "candidates": [
+                    {
+                        "model": c.model,
+                        "fit": c.task_fit,
+                        "score": c.score,
+                        "num_ctx": c.num_ctx,
+                        "fits": c.fits,
+                        "loads": c.loads,
+                        "cost": c.cost,
+                    }
+                    for c in decision.candidates
+                ],
+                "model": decision.model,
+                "num_ctx": decision.num_ctx,
+                "reasons": list(decision.reasons),
+                "caused_load": decision.loads,
+                "evicted": list(decision.evicts),
+                "load_s": round(load_ns / 1e9, 3) if isinstance(load_ns, int | float) else None,
+                "prompt_tokens": usage.prompt_tokens if usage else None,
+                "completion_tokens": usage.completion_tokens if usage else None,
+                "needed_tokens": decision.needed_tokens,
+                "latency_ms": round(seconds * 1000, 1),
+                "outcome": outcome,
+            }
+        )
+
+    def _learn(self, decision: Decision, finish: Finish) -> None:
+        if self.monitor is not None:
+            self.monitor.learn_load(
+                decision.model, finish.stats.get("load_duration"), decision.loads
+            )
+        estimated = decision.signals.get("prompt_tokens")
+        if isinstance(estimated, int) and finish.usage is not None:
+            self.engine.tokens.observe(decision.model, estimated, finish.usage.prompt_tokens)
 
     # -- status ---------------------------------------------------------------------------
 

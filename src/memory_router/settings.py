@@ -182,8 +182,9 @@ class RoutingSettings(_Strict):
     """residency: task fit minus switch cost; best_fit: task fit only; fixed: fixed_model."""
     fixed_model: str | None = None
     ctx_ladder: list[int] = Field(default_factory=lambda: [8192, 16384, 32768, 65536, 131072])
-    load_cost_per_s: float = Field(0.01, ge=0)
-    """Task fit one second of model loading is worth (0.01: a 10 s load costs 0.1 fit)."""
+    load_cost_per_s: float = Field(0.03, ge=0)
+    """Task fit one second of model loading costs (0.03: a 10 s load costs 0.3 of fit, about
+    the gap between a good and a poor model for a task), spread over the turns it serves."""
     recency_half_life_s: float = Field(600.0, gt=0)
     """How fast the expected cost of evicting a model fades after its last use."""
     session_idle_s: float = Field(900.0, gt=0)

@@ -54,4 +54,4 @@ async def ready(service: Service) -> Response:
 async def explain(request: Request, service: Service) -> Response:
     """The decision for a chat request, with every reason, without calling a model."""
     chat = parse_request(ChatCompletionRequest, await read_json(request))
-    return JSONBytes(service.decide_chat(chat).as_dict())
+    return JSONBytes(service.decide_chat(chat, remember=False).as_dict())

@@ -110,6 +110,21 @@ class OllamaBackend:
         reply = await self._http.post_json("/api/show", {"model": model}, model=model, timeout=10)
         return reply if isinstance(reply, dict) else {}
 
+    async def load(self, model: str, num_ctx: int | None, keep_alive: Any) -> dict[str, Any]:
+        """Load ``model`` (a chat with no messages only loads it); returns Ollama's reply."""
+        body: dict[str, Any] = {"model": model, "messages": [], "stream": False}
+        if keep_alive is not None:
+            body["keep_alive"] = keep_alive
+        if num_ctx is not None:
+            body["options"] = {"num_ctx": num_ctx}
+        reply = await self._http.post_json("/api/chat", body, model=model)
+        return reply if isinstance(reply, dict) else {}
+
+    async def unload(self, model: str) -> None:
+        """Unload ``model`` now (Ollama waits for its running requests): ``keep_alive: 0``."""
+        body = {"model": model, "messages": [], "keep_alive": 0, "stream": False}
+        await self._http.post_json("/api/chat", body, model=model, timeout=30)
+
     async def status(self, timeout: float = 2.0) -> BackendStatus:
         try:
             reply = await self._http.get_json("/api/version", timeout=timeout)

@@ -22,6 +22,11 @@ class Candidate:
     num_ctx: int
     fits: bool
     score: float
+    loads: bool = False
+    evicts: tuple[str, ...] = ()
+    load_s: float = 0.0
+    cost: float = 0.0
+    """Switch cost in task-fit units (already subtracted from ``score``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +42,15 @@ class Decision:
     routed: bool = True
     signals: dict[str, Any] = field(default_factory=dict)
     candidates: tuple[Candidate, ...] = ()
+    loads: bool = False
+    """Running it loads (or reloads) the model first."""
+    reload: bool = False
+    evicts: tuple[str, ...] = ()
+    waits_for: tuple[str, ...] = ()
+    expected_load_s: float = 0.0
+    needed_tokens: int | None = None
+    """Prompt (corrected for the model) plus reserved output."""
+    session: str | None = None
 
     def reason_header(self) -> str:
         """A one-line summary for the ``x-router-reason`` header (ASCII, no newlines)."""

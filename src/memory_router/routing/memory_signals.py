@@ -38,7 +38,14 @@ from typing import Literal, NamedTuple
 
 from ..wire.openai import ChatCompletionRequest, ChatMessage
 
-__all__ = ["MemorySignals", "Mode", "Phase", "read_memory_signals", "workspace_from_request"]
+__all__ = [
+    "MemorySignals",
+    "Mode",
+    "Phase",
+    "human_words",
+    "read_memory_signals",
+    "workspace_from_request",
+]
 
 Phase = Literal["initialize", "update", "read", "none"]
 Mode = Literal["plan", "act"]
@@ -233,7 +240,7 @@ def _tagged(text: str, tag: re.Pattern[str]) -> list[str]:
     return parts
 
 
-def _human_words(text: str) -> str:
+def human_words(text: str) -> str:
     """The words the user typed in one user message; empty for tool results and notices."""
     if _AUTO_MESSAGE.match(text):
         # A tool result or a client notice; the user may have answered inside it.
@@ -468,7 +475,7 @@ def read_memory_signals(request: ChatCompletionRequest) -> MemorySignals:
     phrase: Phase = "none"
     said = ""
     for index in range(len(messages) - 1, -1, -1):
-        if messages[index].role == "user" and (words := _human_words(text_of(index))):
+        if messages[index].role == "user" and (words := human_words(text_of(index))):
             human = index
             phrase, said = _phrase(words)
             break

@@ -1,7 +1,8 @@
-"""Cheap signals read off a chat request: message structure, tool calls, keywords, size.
+"""Cheap signals read off a chat request: who typed what, which tools ran, code, size.
 
-Pure functions over the request; nothing here embeds text or calls a model. The whole system
-prompt is never scanned for keywords (Cline's holds every tool description), only counted.
+Pure functions over the request; nothing here embeds text or calls a model. The system prompt
+is never scanned for keywords (Cline's holds every tool description and the user's rules),
+except a short one from another client, which is looked at for housekeeping wording.
 """
 
 from __future__ import annotations
@@ -10,42 +11,74 @@ import re
 from dataclasses import dataclass
 
 from ..wire.openai import ChatCompletionRequest, ChatMessage
-from .memory_signals import MemorySignals, read_memory_signals
-
-__all__ = ["RequestSignals", "read_signals"]
-
-# Tools that change files or run things: the turn is implementation work.
-EDIT_TOOLS = frozenset(
-    {
-        "write_to_file",
-        "replace_in_file",
-        "apply_diff",
-        "apply_patch",
-        "insert_content",
-        "search_and_replace",
-        "edit_file",
-        "new_rule",
-        "execute_command",
-    }
+from .memory_signals import (
+    COMMAND_TOOLS,
+    READ_TOOLS,
+    WRITE_TOOLS,
+    MemorySignals,
+    human_words,
+    read_memory_signals,
 )
-_XML_EDIT = re.compile(r"<(" + "|".join(sorted(EDIT_TOOLS)) + r")>")
-_MENTIONS_BANK = re.compile(r"\bmemory[ -]bank\b", re.IGNORECASE)
+
+__all__ = ["EDIT_TOOLS", "RequestSignals", "read_signals"]
+
+# Tools that change files or run things: the agent is implementing.
+EDIT_TOOLS = WRITE_TOOLS | COMMAND_TOOLS | frozenset({"new_rule"})
+LOOK_TOOLS = READ_TOOLS | frozenset(
+    {"list_files", "search_files", "list_code_definition_names", "codebase_search", "grep"}
+)
+_ALL_TOOLS = EDIT_TOOLS | LOOK_TOOLS
+_XML_TOOL = re.compile(r"<(" + "|".join(sorted(_ALL_TOOLS)) + r")>")
+_MENTIONS_BANK = re.compile(r"\bmemory[ -]?bank\b", re.IGNORECASE)
+# "Write a title for the page" with tools at hand is work; these need no tools field.
+_META_NO_TOOLS = re.compile(
+    r"^\s*(?:generate|write|create|suggest|give|propose)\b.{0,40}\b(?:title|follow[- ]?ups?"
+    r"|commit message)",
+    re.IGNORECASE | re.MULTILINE,
+)
 _META = re.compile(
-    r"^\s*(generate|write|create|suggest)\b.{0,40}\b(title|summary|follow[- ]?up|commit message)"
-    r"|\bsummari[sz]e (this|the) conversation\b",
+    r"\b(?:title|heading|name)\s+(?:for|of)\s+(?:this|the|our)\s+(?:conversation|chat|thread"
+    r"|session|discussion)"
+    r"|\bsummar(?:y|ize|ise)\b.{0,60}\b(?:conversation|chat|discussion|session|so far"
+    r"|task above|above task)"
+    r"|\bcondense (?:the|this) (?:conversation|context|history)"
+    r"|\bfollow[- ]?up (?:questions|suggestions|prompts)"
+    r"|\bcommit message\b",
+    re.IGNORECASE | re.MULTILINE,
+)
+_IMPERATIVE = re.compile(
+    r"(?:^|[.!?\n]\s*|\b(?:please|now|then|and|also|can you|could you|let's|go ahead and)\s+)"
+    r"(?:implement|fix|add|write|refactor|rename|create|build|make|change|update|remove"
+    r"|delete|migrate|convert|replace|port|bump|upgrade|install|configure|wire|hook up"
+    r"|set up|setup|extract|move|split|merge|optimi[sz]e|speed up|handle|support|introduce"
+    r"|generate|scaffold|patch|correct|resolve|finish|complete|continue|apply|run|debug"
+    r"|deploy|adjust|tweak|modify|edit|rewrite|clean up|translate)\b",
     re.IGNORECASE,
 )
 _IMPLEMENT = re.compile(
-    r"\b(implement|fix|add|write|refactor|rename|create|build|edit|change|update|remove|delete"
-    r"|migrate)\b",
+    r"\b(?:implement\w*|fix\w*|refactor\w*|bug|broken|crash\w*|failing|fails|error|exception"
+    r"|traceback|stack trace|feature|endpoint|function|method|class|test|tests|script|compile"
+    r"|build|lint|typo|regression|migration|patch|diff|PR)\b",
     re.IGNORECASE,
 )
 _ANALYZE = re.compile(
-    r"\b(explain|review|analy[sz]e|why|plan|design|architecture|compare|understand|investigate"
-    r"|summari[sz]e|audit)\b",
+    r"\b(?:explain\w*|review\w*|analy[sz]\w*|why|how (?:does|do|is|are|would|should|can)"
+    r"|plan\w*|design\w*|architect\w*|compare\w*|comparison|understand\w*|investigat\w*"
+    r"|summari[sz]\w*|audit\w*|walk me through|trade-?offs?|pros and cons|evaluat\w*"
+    r"|assess\w*|root cause|overview|strateg\w*|approach\w*|recommend\w*|critique|options"
+    r"|what (?:does|do|is|are) (?:this|these|the)\b.{0,40}\b(?:do|doing|mean|for))\b",
+    re.IGNORECASE,
+)
+_CODE = re.compile(
+    r"```|^(?:diff --git|@@ |\+\+\+ |--- a/)|^\s*(?:def|class|function|import)\s", re.MULTILINE
+)
+_SMALL_TALK = re.compile(
+    r"^\W*(?:hi|hello|hey|thanks|thank you|thx|ok|okay|great|cool|nice|yes|no|sure|good"
+    r"|perfect|awesome|lgtm|looks good)\b",
     re.IGNORECASE,
 )
 _RECENT = 6  # messages looked at for recent tool activity
+_HEAD = 2000  # characters of the user's words searched for keywords
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,15 +86,22 @@ class RequestSignals:
     """What the cheap look at a request found."""
 
     tool_style: str  # "native" (tools field), "xml" (tools in the prompt) or "none"
-    last_user_text: str
+    human_text: str  # the latest words the user typed (Cline's wrapping removed)
+    task_text: str  # the first words the user typed in this conversation (the task)
     recent_tools: tuple[str, ...]
+    in_tool_loop: bool  # the last message is a tool result: the agent is mid-loop
     memory: MemorySignals
     mentions_memory_bank: bool
     housekeeping: bool
-    implement_words: bool
-    analyze_words: bool
+    imperative: bool  # the user's latest words tell the agent to change something
+    implement_words: int
+    analyze_words: int
+    small_talk: bool
+    code: bool  # code or a diff in the user's latest words or the last assistant turn
     estimated_tokens: int
+    conversation_tokens: int  # the estimate without the system prompt and tools
     messages: int
+    user_turns: int
 
     @property
     def memory_bank(self) -> bool:
@@ -72,23 +112,26 @@ class RequestSignals:
     def recent_edit(self) -> bool:
         return any(name in EDIT_TOOLS for name in self.recent_tools)
 
-
-def _last_user(messages: list[ChatMessage]) -> str:
-    for message in reversed(messages):
-        if message.role == "user":
-            return message.text()
-    return ""
+    @property
+    def recent_look(self) -> bool:
+        return any(name in LOOK_TOOLS for name in self.recent_tools)
 
 
-def _recent_tools(messages: list[ChatMessage]) -> tuple[str, ...]:
-    names: list[str] = []
-    for message in messages[-_RECENT:]:
-        if message.role != "assistant":
-            continue
-        for call in message.tool_calls or ():
-            names.append(call.function.name)
-        names.extend(match.group(1) for match in _XML_EDIT.finditer(message.text()))
-    return tuple(names)
+def _tool_names(message: ChatMessage) -> list[str]:
+    names = [call.function.name for call in message.tool_calls or ()]
+    text = message.text()
+    if "<" in text:
+        names.extend(match.group(1) for match in _XML_TOOL.finditer(text))
+    return names
+
+
+def _is_tool_result(message: ChatMessage) -> bool:
+    if message.role == "tool":
+        return True
+    if message.role != "user":
+        return False
+    text = message.text()
+    return text.lstrip().startswith("[") and "] Result:" in text[:300]
 
 
 def estimate_tokens(request: ChatCompletionRequest) -> int:
@@ -102,31 +145,60 @@ def estimate_tokens(request: ChatCompletionRequest) -> int:
     return chars // 4 + 4 * len(request.messages)
 
 
+def _words(messages: list[ChatMessage]) -> tuple[str, str, int]:
+    """The latest and the first words the user typed, and how many user turns had words."""
+    latest = first = ""
+    turns = 0
+    for message in messages:
+        if message.role != "user":
+            continue
+        words = human_words(message.text())
+        if words:
+            turns += 1
+            first = first or words
+            latest = words
+    return latest, first, turns
+
+
 def read_signals(request: ChatCompletionRequest) -> RequestSignals:
     """Read every cheap signal off a chat request."""
-    last_user = _last_user(request.messages)
-    # Cline wraps the user's words in <task> or <feedback> plus long environment details;
-    # keywords are looked for in the first part only.
-    head = last_user[:2000]
-    recent = _recent_tools(request.messages)
+    messages = request.messages
+    latest, first, turns = _words(messages)
+    head = latest[:_HEAD]
+    recent: list[str] = []
+    for message in messages[-_RECENT:]:
+        if message.role == "assistant":
+            recent.extend(_tool_names(message))
+    system = messages[0].text() if messages and messages[0].role == "system" else ""
     if request.tools:
         style = "native"
-    elif any(
-        message.role == "system" and "<read_file>" in message.text()
-        for message in request.messages[:1]
-    ):
+    elif "<read_file>" in system or "<write_to_file>" in system:
         style = "xml"
     else:
         style = "none"
+    last_assistant = next((m.text() for m in reversed(messages) if m.role == "assistant"), "")
+    short_system = system if len(system) < 2000 else ""
+    housekeeping = bool(
+        _META.search(head[:600])
+        or (not request.tools and _META_NO_TOOLS.search(head[:600]))
+        or (short_system and _META.search(short_system))
+    )
     return RequestSignals(
         tool_style=style,
-        last_user_text=head[:200],
-        recent_tools=recent,
+        human_text=head,
+        task_text=first[:_HEAD],
+        recent_tools=tuple(recent),
+        in_tool_loop=bool(messages) and _is_tool_result(messages[-1]),
         memory=read_memory_signals(request),
         mentions_memory_bank=bool(_MENTIONS_BANK.search(head)),
-        housekeeping=bool(_META.search(head)) and not request.tools,
-        implement_words=bool(_IMPLEMENT.search(head)),
-        analyze_words=bool(_ANALYZE.search(head)),
+        housekeeping=housekeeping,
+        imperative=bool(_IMPERATIVE.search(head)),
+        implement_words=len(_IMPLEMENT.findall(head)),
+        analyze_words=len(_ANALYZE.findall(head)),
+        small_talk=bool(_SMALL_TALK.match(head)) and len(head) < 80,
+        code=bool(_CODE.search(head, 0) or _CODE.search(last_assistant[-4000:])),
         estimated_tokens=estimate_tokens(request),
-        messages=len(request.messages),
+        conversation_tokens=sum(len(m.text()) for m in messages if m.role != "system") // 4,
+        messages=len(messages),
+        user_turns=turns,
     )

@@ -1,0 +1,332 @@
+"""What each Ollama host holds, kept current; admission, eviction and warm-up.
+
+The routing policy is pure; this is the state it reads and the actions its decisions imply:
+
+- a ``Snapshot`` per Ollama backend from ``/api/ps`` (polled, and refreshed after requests),
+  with the router's own in-flight counts and last-use times;
+- a ``Profile`` per model: weights from ``/api/tags``, KV-cache bytes per token from
+  ``/api/show``, corrected by the sizes ``/api/ps`` reports once loaded; load time from the
+  ``load_duration`` Ollama reports, with size over disk bandwidth as the prior;
+- admission: past a model's queue limit a request gets 429 with ``Retry-After``;
+- eviction: a decision's victims are unloaded (``keep_alive: 0``) only once their in-flight
+  requests have finished, never while they run;
+- warm-up: pinned models are loaded at start-up when they fit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+import structlog
+
+from .backends.base import Backend
+from .backends.ollama import OllamaBackend
+from .errors import RateLimited, RouterError
+from .routing.decision import Decision
+from .routing.policy import View
+from .routing.residency import Budget, Profile, Resident, Snapshot, kv_bytes_from_show
+from .settings import ModelSpec, RoutingSettings
+
+__all__ = ["Admission", "ResidencyMonitor"]
+
+log = structlog.get_logger("memory_router.residency")
+
+_LOAD_LEARN = 0.5  # weight of a new load_duration against the running estimate
+_DRAIN_TIMEOUT_S = 600.0
+
+
+def _pinned(spec: ModelSpec) -> bool:
+    value = spec.keep_alive
+    try:
+        return float(value) < 0
+    except (TypeError, ValueError):
+        return isinstance(value, str) and value.startswith("-")
+
+
+@dataclass(slots=True)
+class _Host:
+    backend: OllamaBackend
+    budget: Budget
+    strict_gpu_fit: bool
+    loaded: tuple[Resident, ...] = ()
+    known: bool = False
+
+
+class Admission:
+    """A request's place on a model: released exactly once when the request ends."""
+
+    def __init__(self, monitor: ResidencyMonitor, model: str) -> None:
+        self._monitor = monitor
+        self.model = model
+        self._done = False
+
+    def release(self) -> None:
+        if not self._done:
+            self._done = True
+            self._monitor._release(self.model)
+
+
+class ResidencyMonitor:
+    """Per-host residency, per-model profiles and in-flight counts."""
+
+    def __init__(
+        self,
+        settings: RoutingSettings,
+        catalog: list[ModelSpec],
+        backends: Mapping[str, Backend],
+        budgets: Mapping[str, Budget],
+        clock: Any = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.catalog = {spec.name: spec for spec in catalog}
+        self.hosts: dict[str, _Host] = {}
+        for name, backend in backends.items():
+            if isinstance(backend, OllamaBackend) and name in budgets:
+                budget = budgets[name]
+                self.hosts[name] = _Host(backend, budget, strict_gpu_fit=budget.vram_bytes > 0)
+        self.profiles: dict[str, Profile] = {}
+        self.in_flight: dict[str, int] = {}
+        self.last_used: dict[str, float] = {}
+        self._sizes: dict[str, dict[int, int]] = {}  # model -> {num_ctx: size from /api/ps}
+        self._idle: dict[str, asyncio.Event] = {}
+        self._clock = clock
+        self._refresh_task: asyncio.Task[None] | None = None
+        self._poller: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # -- start-up ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Read profiles and residency, start polling, warm pinned models."""
+        for name, host in self.hosts.items():
+            await self._read_profiles(name, host)
+        await self.refresh()
+        self._poller = asyncio.create_task(self._poll())
+        if self.settings.warm_pinned:
+            self._spawn(self._warm())
+
+    async def _read_profiles(self, name: str, host: _Host) -> None:
+        try:
+            sizes = {model.name: model.size_bytes for model in await host.backend.list_models()}
+        except RouterError as exc:
+            log.warning("residency_tags_failed", backend=name, error=exc.message)
+            return
+        for spec in self.catalog.values():
+            if spec.backend != name:
+                continue
+            weights = sizes.get(spec.name) or sizes.get(f"{spec.name}:latest")
+            if not weights:
+                continue  # not pulled: /ready says so
+            try:
+                show = await host.backend.show(spec.name)
+            except RouterError as exc:
+                log.warning("residency_show_failed", model=spec.name, error=exc.message)
+                show = {}
+            kv = kv_bytes_from_show(show.get("model_info") or {}) or 0
+            self.profiles[spec.name] = Profile(
+                model=spec.name,
+                weights_bytes=int(weights),
+                kv_bytes_per_token=kv,
+                load_s=int(weights) / self.settings.budget.disk_bytes_per_s,
+            )
+
+    async def aclose(self) -> None:
+        tasks = [t for t in (self._poller, self._refresh_task, *self._tasks) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- residency ------------------------------------------------------------------------
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.poll_s)
+            await self.refresh()
+
+    async def refresh(self) -> None:
+        """Read ``/api/ps`` of every host; learn footprints from what is loaded."""
+        for name, host in self.hosts.items():
+            try:
+                loaded = await host.backend.loaded_models()
+            except RouterError as exc:
+                host.known = False
+                log.debug("residency_ps_failed", backend=name, error=exc.message)
+                continue
+            residents = []
+            for item in loaded:
+                model = (
+                    item.name if item.name in self.catalog else item.name.removesuffix(":latest")
+                )
+                num_ctx = item.context_length or 0
+                residents.append(
+                    Resident(
+                        model=model,
+                        num_ctx=num_ctx,
+                        size=item.size_bytes,
+                        size_vram=item.size_vram_bytes,
+                        pinned=model in self.catalog and _pinned(self.catalog[model]),
+                    )
+                )
+                if num_ctx and model in self.profiles:
+                    self._learn_size(model, num_ctx, item.size_bytes)
+            host.loaded = tuple(residents)
+            host.known = True
+
+    def refresh_soon(self) -> None:
+        """Schedule one refresh (coalesced) after a request ends."""
+        if self._refresh_task is None or self._refresh_task.done():
+            self._refresh_task = asyncio.create_task(self.refresh())
+
+    def _learn_size(self, model: str, num_ctx: int, size: int) -> None:
+        seen = self._sizes.setdefault(model, {})
+        if seen.get(num_ctx) == size:
+            return
+        seen[num_ctx] = size
+        profile = self.profiles[model]
+        if len(seen) >= 2:  # two context sizes: solve for KV bytes per token and overhead
+            (c1, s1), (c2, s2) = sorted(seen.items())[-2:]
+            kv = max((s2 - s1) // max(c2 - c1, 1), 0)
+        else:
+            kv = profile.kv_bytes_per_token
+        overhead = size - profile.weights_bytes - kv * num_ctx
+        if overhead < 0:  # the KV estimate was too high for what Ollama reports
+            kv = max((size - profile.weights_bytes) // num_ctx, 0)
+            overhead = size - profile.weights_bytes - kv * num_ctx
+        self.profiles[model] = replace(
+            profile, kv_bytes_per_token=kv, overhead_bytes=overhead, measured=True
+        )
+
+    def learn_load(self, model: str, load_duration_ns: Any, expected: bool) -> None:
+        """Learn a model's load time from the ``load_duration`` of a request that loaded it."""
+        profile = self.profiles.get(model)
+        if profile is None or not isinstance(load_duration_ns, int | float):
+            return
+        seconds = load_duration_ns / 1e9
+        if not expected and seconds < 1.0:
+            return  # no load happened: Ollama reports a few ms of bookkeeping
+        first = not profile.measured or profile.load_s == 0
+        load_s = seconds if first else profile.load_s + _LOAD_LEARN * (seconds - profile.load_s)
+        self.profiles[model] = replace(profile, load_s=load_s, measured=True)
+
+    def view(self) -> View:
+        """What the policy sees now."""
+        now = self._clock()
+        snapshots: dict[str, Snapshot] = {}
+        for name, host in self.hosts.items():
+            residents = tuple(
+                replace(
+                    r,
+                    in_flight=self.in_flight.get(r.model, 0),
+                    idle_s=now - self.last_used[r.model] if r.model in self.last_used else r.idle_s,
+                )
+                for r in host.loaded
+            )
+            snapshots[name] = Snapshot(
+                budget=host.budget,
+                resident=residents,
+                strict_gpu_fit=host.strict_gpu_fit,
+                known=host.known,
+            )
+        idle = {model: now - at for model, at in self.last_used.items()}
+        return View(snapshots=snapshots, profiles=dict(self.profiles), idle_s=idle)
+
+    # -- admission and eviction -----------------------------------------------------------
+
+    def admit(self, decision: Decision) -> Admission:
+        """Take a place on the decided model, or raise 429 when its queue is full."""
+        queue = self.settings.queue
+        limit = queue.max_running_per_model + queue.max_waiting_per_model
+        current = self.in_flight.get(decision.model, 0)
+        if current >= limit:
+            raise RateLimited(
+                f"model {decision.model!r} already has {current} requests running or waiting "
+                f"(limit {limit}); retry shortly",
+                retry_after=queue.retry_after_s,
+            )
+        self.in_flight[decision.model] = current + 1
+        self.last_used[decision.model] = self._clock()
+        host = self.hosts.get(decision.backend)
+        profile = self.profiles.get(decision.model)
+        if decision.loads and host is not None and profile is not None and decision.num_ctx:
+            # Until /api/ps shows it, assume the load happens as planned, so the next
+            # decision does not plan against a stale picture.
+            size = profile.footprint(decision.num_ctx)
+            staying = [r for r in host.loaded if r.model not in decision.evicts]
+            staying = [r for r in staying if r.model != decision.model]
+            vram_free = max(host.budget.vram_bytes - sum(r.size_vram for r in staying), 0)
+            expected = Resident(decision.model, decision.num_ctx, size, min(size, vram_free))
+            host.loaded = (*staying, expected)
+        event = self._idle.setdefault(decision.model, asyncio.Event())
+        event.clear()
+        return Admission(self, decision.model)
+
+    def _release(self, model: str) -> None:
+        count = self.in_flight.get(model, 1) - 1
+        self.in_flight[model] = max(count, 0)
+        self.last_used[model] = self._clock()
+        if count <= 0:
+            self._idle.setdefault(model, asyncio.Event()).set()
+        self.refresh_soon()
+
+    async def make_room(self, decision: Decision) -> None:
+        """Unload the decision's victims, each once its in-flight requests have finished."""
+        host = self.hosts.get(decision.backend)
+        if host is None:
+            return
+        for victim in decision.evicts:
+            if victim == decision.model:
+                continue
+            idle = self._idle.setdefault(victim, asyncio.Event())
+            if self.in_flight.get(victim, 0) == 0:
+                idle.set()
+            try:
+                async with asyncio.timeout(_DRAIN_TIMEOUT_S):
+                    while self.in_flight.get(victim, 0) > 0:
+                        await idle.wait()
+            except TimeoutError:
+                log.warning("evict_gave_up", model=victim, reason="still busy")
+                continue
+            log.info("evict", model=victim, for_model=decision.model)
+            try:
+                await host.backend.unload(victim)
+            except RouterError as exc:
+                log.warning("evict_failed", model=victim, error=exc.message)
+            host.loaded = tuple(r for r in host.loaded if r.model != victim)
+
+    async def _warm(self) -> None:
+        from .routing.residency import plan
+
+        for spec in self.catalog.values():
+            host = self.hosts.get(spec.backend)
+            profile = self.profiles.get(spec.name)
+            if host is None or profile is None or not _pinned(spec):
+                continue
+            snapshot = self.view().snapshots[spec.backend]
+            if snapshot.find(spec.name) is not None:
+                continue
+            load = plan(snapshot, profile, spec.num_ctx)
+            if not load.fits or load.evicts:
+                log.info("warm_skipped", model=spec.name, reason="does not fit beside others")
+                continue
+            log.info("warm", model=spec.name, num_ctx=spec.num_ctx)
+            started = time.perf_counter()
+            try:
+                reply = await host.backend.load(spec.name, spec.num_ctx, spec.keep_alive)
+            except RouterError as exc:
+                log.warning("warm_failed", model=spec.name, error=exc.message)
+                continue
+            self.learn_load(spec.name, reply.get("load_duration"), expected=True)
+            log.info("warmed", model=spec.name, s=round(time.perf_counter() - started, 2))
+            await self.refresh()

@@ -1,0 +1,194 @@
+"""The routing engine: signals, class, tokens and session for a request, then ``choose``.
+
+The engine holds the little state routing needs between requests: the per-message token
+cache and corrections, the sessions (keyed by the system prompt and the first user message,
+so each Cline task is one session), and the labelled examples' embeddings. Given that state
+and a ``View`` of the hosts, ``decide`` is a function of the request: it calls no model and
+does no I/O (the example vote embeds the user's few words with the already loaded embedder,
+once per distinct text).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from ..settings import TASK_CLASSES, ModelSpec, RoutingSettings, TaskClass
+from ..wire.openai import ChatCompletionRequest
+from .classify import Classification, classify
+from .context import ContextEstimator
+from .decision import Decision
+from .policy import SessionChoice, View, choose
+from .signals import RequestSignals, read_signals
+
+__all__ = ["ExampleIndex", "RoutingEngine", "session_key"]
+
+Embed = Callable[[Sequence[str]], list[list[float]]]
+_QUERY_CHARS = 300  # the user's words embedded for the example vote (never the system prompt)
+
+
+def session_key(request: ChatCompletionRequest) -> str:
+    """A task's identity: its system prompt and first user message."""
+    system = next((m.text() for m in request.messages if m.role == "system"), "")
+    first = next((m.text() for m in request.messages if m.role == "user"), "")
+    return f"{hash(system) & 0xFFFFFFFFFFFF:012x}{hash(first) & 0xFFFFFFFF:08x}"
+
+
+def _normalized(vector: Sequence[float]) -> list[float]:
+    norm = math.sqrt(sum(x * x for x in vector)) or 1.0
+    return [x / norm for x in vector]
+
+
+class ExampleIndex:
+    """Labelled example requests, embedded once; the best cosine per class for a text."""
+
+    def __init__(self, examples: Mapping[TaskClass, Sequence[str]], embed: Embed) -> None:
+        self._embed = embed
+        self._labels: list[TaskClass] = []
+        texts: list[str] = []
+        for task in TASK_CLASSES:
+            for text in examples.get(task, ()):
+                self._labels.append(task)
+                texts.append(text[:_QUERY_CHARS])
+        self._vectors = [_normalized(v) for v in embed(texts)] if texts else []
+        self._cache: OrderedDict[int, dict[TaskClass, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._labels)
+
+    def similar(self, text: str) -> dict[TaskClass, float]:
+        text = text[:_QUERY_CHARS].strip()
+        if not text or not self._vectors:
+            return {}
+        key = hash(text)
+        with self._lock:
+            if (hit := self._cache.get(key)) is not None:
+                return hit
+        query = _normalized(self._embed([text])[0])
+        best: dict[TaskClass, float] = {}
+        for label, vector in zip(self._labels, self._vectors, strict=True):
+            cosine = sum(a * b for a, b in zip(query, vector, strict=True))
+            if cosine > best.get(label, -1.0):
+                best[label] = cosine
+        with self._lock:
+            self._cache[key] = best
+            if len(self._cache) > 2048:
+                self._cache.popitem(last=False)
+        return best
+
+
+@dataclass(slots=True)
+class _Session:
+    choice: SessionChoice
+    seen: float
+
+
+class RoutingEngine:
+    """Decides routes for the virtual model; remembers sessions and token counts."""
+
+    def __init__(
+        self,
+        catalog: Sequence[ModelSpec],
+        settings: RoutingSettings,
+        reserved_output: int,
+        clock: Callable[[], float] = time.monotonic,
+        max_sessions: int = 4096,
+    ) -> None:
+        self.catalog = list(catalog)
+        self.settings = settings
+        self.reserved_output = reserved_output
+        self.tokens = ContextEstimator()
+        self.examples: ExampleIndex | None = None
+        self._clock = clock
+        self._sessions: OrderedDict[str, _Session] = OrderedDict()
+        self._max_sessions = max_sessions
+        self._lock = threading.Lock()
+
+    # -- pieces ---------------------------------------------------------------------------
+
+    def classify(self, signals: RequestSignals) -> Classification:
+        first = classify(signals, None, self.settings.classifier.min_similarity)
+        if first.via in ("rules",) or self.examples is None or not signals.human_text:
+            return first
+        if (
+            first.via == "keywords"
+            and abs(first.scores.get("implement", 0) - first.scores.get("analyze", 0)) >= 2.0
+        ):
+            return first
+        similar = self.examples.similar(signals.human_text)
+        return classify(signals, similar, self.settings.classifier.min_similarity)
+
+    def _session(self, key: str, now: float) -> SessionChoice | None:
+        with self._lock:
+            session = self._sessions.get(key)
+            if session is None:
+                return None
+            if now - session.seen > self.settings.session_idle_s:
+                del self._sessions[key]
+                return None
+            return session.choice
+
+    def remember(self, key: str, decision: Decision) -> None:
+        """Keep a routed decision as its session's current choice (housekeeping excepted)."""
+        if decision.task is None or decision.task == "meta":
+            return
+        with self._lock:
+            self._sessions[key] = _Session(
+                SessionChoice(decision.model, decision.task, decision.num_ctx), self._clock()
+            )
+            self._sessions.move_to_end(key)
+            while len(self._sessions) > self._max_sessions:
+                self._sessions.popitem(last=False)
+
+    # -- the decision ---------------------------------------------------------------------
+
+    def decide(
+        self, request: ChatCompletionRequest, view: View, *, remember: bool = True
+    ) -> Decision:
+        """Route one request to the virtual model."""
+        started = time.perf_counter()
+        signals = read_signals(request)
+        classification = self.classify(signals)
+        prompt = self.tokens.prompt_tokens(request)
+        output = request.output_limit() or self.reserved_output
+        key = session_key(request)
+        session = self._session(key, self._clock())
+        ratios = {spec.name: self.tokens.ratio(spec.name) for spec in self.catalog}
+        view = replace(view, token_ratio=ratios)
+        decision = choose(
+            classification.task,
+            prompt,
+            output,
+            self.catalog,
+            view,
+            self.settings,
+            classification.reasons,
+            session,
+        )
+        if remember:
+            self.remember(key, decision)
+        return replace(
+            decision,
+            session=key,
+            signals={
+                "class_via": classification.via,
+                "class_scores": classification.scores,
+                "tool_style": signals.tool_style,
+                "in_tool_loop": signals.in_tool_loop,
+                "recent_tools": list(signals.recent_tools),
+                "memory_bank": signals.memory.phase,
+                "memory_files_read": list(signals.memory.files_read),
+                "mode": signals.memory.mode,
+                "workspace": signals.memory.workspace,
+                "housekeeping": signals.housekeeping,
+                "prompt_tokens": prompt,
+                "messages": signals.messages,
+                "sticky": session.model if session else None,
+                "decide_ms": round((time.perf_counter() - started) * 1000, 3),
+            },
+        )

@@ -1,0 +1,248 @@
+"""Choosing a model: task fit minus the cost of the switch, within what the host holds.
+
+Pure: everything the choice depends on arrives as values (the catalog, a ``View`` of each
+host's residency and each model's profile, the session's previous choice). For every model
+whose context can hold the request the policy works out a ``num_ctx`` from the ladder and what
+running it would take on its host (``residency.plan``), then scores it:
+
+    score = task_fit - load_cost_per_s x (load_s + sum over evicted of reload_s x recency)
+                       / expected_turns(task)
+
+A load is paid once and serves the turns of the same kind that follow it (an implementation
+loop is many requests, a title is one), hence the division. ``recency`` is 1 for a pinned
+model and halves every ``recency_half_life_s`` since a model's last use: evicting what the
+user just used costs its full reload. Evicting a model with requests in flight is a last
+resort, charged a long wait.
+
+``num_ctx`` is never shrunk on a loaded model (a changed ``num_ctx`` reloads it); for a model
+that must load anyway the largest rung that evicts nothing more is taken, so a growing
+conversation does not force a reload later.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from ..errors import ContextLengthExceeded
+from ..settings import ModelSpec, RoutingSettings, TaskClass
+from .decision import Candidate, Decision
+from .residency import LoadPlan, Profile, Snapshot, plan
+
+__all__ = ["EXPECTED_TURNS", "SessionChoice", "View", "choose", "ladder_for", "passthrough"]
+
+EXPECTED_TURNS: dict[TaskClass, float] = {
+    "implement": 8.0,
+    "memory": 4.0,
+    "analyze": 4.0,
+    "chat": 1.0,
+    "meta": 1.0,
+}
+"""Requests of a kind that typically follow one another: how many turns a load serves."""
+
+_BUSY_WAIT_S = 60.0  # charged for evicting a model that still has requests in flight
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    """What the router knows at decision time, per host and per model."""
+
+    snapshots: Mapping[str, Snapshot] = field(default_factory=dict)
+    """Residency per backend name; a backend with none (embedded, openai) never loads."""
+    profiles: Mapping[str, Profile] = field(default_factory=dict)
+    idle_s: Mapping[str, float] = field(default_factory=dict)
+    """Seconds since each model's last use through this router."""
+    token_ratio: Mapping[str, float] = field(default_factory=dict)
+    """Per-model correction of the cl100k estimate."""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionChoice:
+    """What a session ran last: kept inside its tool loop."""
+
+    model: str
+    task: TaskClass
+    num_ctx: int | None
+
+
+def ladder_for(spec: ModelSpec, ladder: Sequence[int]) -> list[int]:
+    """The context sizes the router may ask for this model, smallest first."""
+    rungs = [size for size in ladder if size < spec.num_ctx]
+    return [*rungs, spec.num_ctx]
+
+
+def _recency(idle_s: float, pinned: bool, half_life_s: float) -> float:
+    if pinned:
+        return 1.0
+    return float(0.5 ** (idle_s / half_life_s))
+
+
+@dataclass(frozen=True, slots=True)
+class _Option:
+    spec: ModelSpec
+    needed: int
+    num_ctx: int
+    load: LoadPlan | None
+    load_s: float
+    evict_s: float
+    cost: float
+    score: float
+
+
+def _victim_costs(snapshot: Snapshot, view: View, settings: RoutingSettings) -> dict[str, float]:
+    costs: dict[str, float] = {}
+    for resident in snapshot.resident:
+        profile = view.profiles.get(resident.model)
+        reload_s = profile.load_s if profile else 0.0
+        idle = view.idle_s.get(resident.model, resident.idle_s)
+        costs[resident.model] = reload_s * _recency(
+            idle, resident.pinned, settings.recency_half_life_s
+        )
+    return costs
+
+
+def _option(
+    spec: ModelSpec,
+    task: TaskClass,
+    needed: int,
+    view: View,
+    settings: RoutingSettings,
+    residency: bool,
+) -> _Option | None:
+    """The best way to run ``spec`` for this request, or None if its context cannot hold it."""
+    if needed > spec.num_ctx:
+        return None
+    fit = spec.task_fit[task]
+    snapshot = view.snapshots.get(spec.backend)
+    profile = view.profiles.get(spec.name)
+    if snapshot is None or profile is None:
+        # Nothing to load (an upstream that keeps its own models) or nothing known yet.
+        rung = next(size for size in ladder_for(spec, settings.ctx_ladder) if size >= needed)
+        size = spec.num_ctx if snapshot is None else rung
+        return _Option(spec, needed, size, None, 0.0, 0.0, 0.0, fit)
+    resident = snapshot.find(spec.name)
+    if resident is not None and resident.num_ctx >= needed:
+        rungs = [resident.num_ctx]  # never shrink a loaded model
+    else:
+        rungs = [size for size in ladder_for(spec, settings.ctx_ladder) if size >= needed]
+    costs = _victim_costs(snapshot, view, settings)
+    best: tuple[int, LoadPlan] | None = None
+    for rung in rungs:
+        load = plan(snapshot, profile, rung, costs)
+        if not load.fits:
+            break
+        if best is not None and (load.evicts != best[1].evicts or load.waits_for):
+            break  # a bigger context would cost more than headroom is worth
+        best = (rung, load)
+    if best is None:
+        return None
+    num_ctx, load = best
+    load_s = profile.load_s if load.loads else 0.0
+    evict_s = sum(costs.get(model, 0.0) for model in load.evicts)
+    evict_s += _BUSY_WAIT_S * len(load.waits_for)
+    cost = settings.load_cost_per_s * (load_s + evict_s) / EXPECTED_TURNS[task]
+    score = fit - cost if residency else fit
+    return _Option(spec, needed, num_ctx, load, load_s, evict_s, cost, score)
+
+
+def _candidate(option: _Option, task: TaskClass) -> Candidate:
+    load = option.load
+    return Candidate(
+        model=option.spec.name,
+        backend=option.spec.backend,
+        task_fit=option.spec.task_fit[task],
+        num_ctx=option.num_ctx,
+        fits=True,
+        score=round(option.score, 4),
+        loads=bool(load and load.loads),
+        evicts=load.evicts if load else (),
+        load_s=round(option.load_s, 2),
+        cost=round(option.cost, 4),
+    )
+
+
+def choose(
+    task: TaskClass,
+    prompt_tokens: int,
+    output_tokens: int,
+    catalog: Sequence[ModelSpec],
+    view: View,
+    settings: RoutingSettings,
+    reasons: Sequence[str] = (),
+    session: SessionChoice | None = None,
+) -> Decision:
+    """Pick the model, ``num_ctx`` and keep_alive for a request of class ``task``."""
+    residency = settings.policy == "residency"
+    options: list[_Option] = []
+    rejected: list[Candidate] = []
+    for spec in catalog:
+        needed = round(prompt_tokens * view.token_ratio.get(spec.name, 1.0)) + output_tokens
+        option = _option(spec, task, needed, view, settings, residency)
+        if option is None:
+            fit = spec.task_fit[task]
+            rejected.append(Candidate(spec.name, spec.backend, fit, spec.num_ctx, False, 0.0))
+        else:
+            options.append(option)
+    if not options:
+        largest = max(catalog, key=lambda spec: spec.num_ctx)
+        raise ContextLengthExceeded(
+            f"the request needs about {prompt_tokens + output_tokens} tokens (prompt plus "
+            f"reserved output) but the largest local context is {largest.num_ctx} "
+            f"({largest.name}): start a new task or shorten the conversation",
+            param="messages",
+        )
+    why = list(reasons)
+    chosen: _Option | None = None
+    if settings.policy == "fixed":
+        chosen = next((o for o in options if o.spec.name == settings.fixed_model), None)
+        if chosen is not None:
+            why.append(f"policy fixed: always {chosen.spec.name}")
+    if chosen is None and session is not None and residency:
+        kept = next((o for o in options if o.spec.name == session.model), None)
+        if kept is not None and session.task == task and not (kept.load and kept.load.reload):
+            chosen = kept
+            why.append(f"the session stays on {kept.spec.name} inside its {task} loop")
+    if chosen is None:
+        chosen = max(options, key=lambda o: o.score)  # max keeps the first of equal scores
+    load = chosen.load
+    if load and load.loads:
+        what = "reloads" if load.reload else "loads"
+        gone = f", evicting {', '.join(load.evicts)}" if load.evicts else ""
+        why.append(
+            f"{task} -> {chosen.spec.name} (fit {chosen.spec.task_fit[task]:.2f}, {what} "
+            f"~{chosen.load_s:.0f}s at num_ctx {chosen.num_ctx}{gone})"
+        )
+    else:
+        where = "resident" if load else "no load"
+        why.append(
+            f"{task} -> {chosen.spec.name} (fit {chosen.spec.task_fit[task]:.2f}, {where}, "
+            f"num_ctx {chosen.num_ctx})"
+        )
+    return Decision(
+        model=chosen.spec.name,
+        backend=chosen.spec.backend,
+        num_ctx=chosen.num_ctx,
+        keep_alive=chosen.spec.keep_alive,
+        task=task,
+        reasons=tuple(why),
+        candidates=(*(_candidate(o, task) for o in options), *rejected),
+        loads=bool(load and load.loads),
+        reload=bool(load and load.reload),
+        evicts=load.evicts if load else (),
+        waits_for=load.waits_for if load else (),
+        expected_load_s=round(chosen.load_s, 2),
+        needed_tokens=chosen.needed,
+    )
+
+
+def passthrough(spec: ModelSpec) -> Decision:
+    """The decision for a request that names a concrete model: run it as asked."""
+    return Decision(
+        model=spec.name,
+        backend=spec.backend,
+        num_ctx=spec.num_ctx,
+        keep_alive=spec.keep_alive,
+        task=None,
+        reasons=(f"client asked for {spec.name}",),
+        routed=False,
+    )

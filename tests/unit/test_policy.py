@@ -1,0 +1,184 @@
+"""The choice: task fit minus switch cost on the reference machine's real model sizes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from memory_router.errors import ContextLengthExceeded
+from memory_router.routing.decision import Decision
+from memory_router.routing.policy import SessionChoice, View, choose, ladder_for
+from memory_router.routing.residency import Budget, Profile, Resident, Snapshot
+from memory_router.settings import ModelSpec, RoutingSettings, TaskClass, load_settings
+from tests.ollama_emulator import reference_profile
+
+REPO = Path(__file__).resolve().parents[2]
+CATALOG: list[ModelSpec] = load_settings(REPO / "config", environ={}, env_file=None).models.models
+FAST, CODER, LONG = "qwen3:30b-a3b", "qwen2.5-coder:32b", "llama4:16x17b"
+GIB = 1024**3
+BUDGET = Budget(16 * GIB, 128 * GIB, 2 * GIB)
+DISK = 2e9  # bytes per second: the load-time prior
+
+
+def profiles() -> dict[str, Profile]:
+    """The emulator's reference sizes, as the monitor would read them from Ollama."""
+    return {
+        name: Profile(
+            name,
+            spec.weights_bytes,
+            spec.kv_bytes_per_token,
+            spec.overhead_bytes,
+            load_s=spec.weights_bytes / DISK,
+        )
+        for name, spec in reference_profile().models.items()
+    }
+
+
+def resident(model: str, num_ctx: int = 32768, **extra: object) -> Resident:
+    profile = profiles()[model]
+    size = profile.footprint(num_ctx)
+    defaults: dict[str, object] = {"size_vram": min(size, 16 * GIB), "idle_s": 5.0}
+    defaults.update(extra)
+    return Resident(model, num_ctx, size, **defaults)  # type: ignore[arg-type]
+
+
+def view(*loaded: Resident, budget: Budget = BUDGET) -> View:
+    return View(snapshots={"ollama": Snapshot(budget, tuple(loaded))}, profiles=profiles())
+
+
+def decide(
+    task: TaskClass,
+    the_view: View,
+    prompt: int = 3000,
+    policy: str = "residency",
+    session: SessionChoice | None = None,
+    **settings: object,
+) -> Decision:
+    config = RoutingSettings.model_validate({"policy": policy, **settings})
+    return choose(task, prompt, 4096, CATALOG, the_view, config, (), session)
+
+
+def test_best_fit_ignores_what_is_loaded() -> None:
+    decision = decide("meta", view(resident(CODER)), policy="best_fit")
+    assert decision.model == FAST
+    assert decision.loads is True
+    assert decision.evicts == (CODER,)
+
+
+def test_a_one_off_housekeeping_turn_stays_on_the_resident_coder() -> None:
+    decision = decide("meta", view(resident(CODER)))
+    assert decision.model == CODER
+    assert decision.loads is False
+    fast = next(c for c in decision.candidates if c.model == FAST)
+    assert fast.loads and fast.evicts == (CODER,)
+    assert fast.score < 0.60  # fit 0.95 minus a load and the coder's reload
+
+
+def test_an_implementation_loop_is_worth_loading_the_coder() -> None:
+    decision = decide("implement", view(resident(FAST, pinned=True)))
+    assert decision.model == CODER
+    assert decision.evicts == (FAST,)
+    assert "loads ~10s at num_ctx 32768, evicting qwen3:30b-a3b" in decision.reasons[-1]
+
+
+def test_analysis_stays_on_a_resident_model_rather_than_load_the_largest() -> None:
+    assert decide("analyze", view(resident(CODER))).model == CODER
+    assert decide("analyze", view(resident(FAST))).model == FAST
+    # With nothing loaded, nothing is evicted: the best fit is worth its load.
+    assert decide("analyze", view()).model == LONG
+
+
+def fast_cost(loaded: Resident) -> float:
+    decision = decide("memory", view(loaded))
+    return next(c.cost for c in decision.candidates if c.model == FAST)
+
+
+def test_evicting_a_model_idle_for_long_costs_little() -> None:
+    fresh = fast_cost(resident(CODER, idle_s=1.0))
+    stale = fast_cost(resident(CODER, idle_s=6 * 3600.0))
+    only_load = 0.03 * (profiles()[FAST].load_s) / 4  # memory work: four turns a load
+    assert stale == pytest.approx(only_load, abs=1e-3)
+    assert fresh == pytest.approx(only_load + 0.03 * profiles()[CODER].load_s / 4, abs=2e-3)
+    # A pinned model costs its full reload however long it has been idle.
+    pinned = fast_cost(resident(CODER, idle_s=6 * 3600.0, pinned=True))
+    assert pinned == pytest.approx(fresh, abs=2e-3)
+
+
+def test_num_ctx_is_never_shrunk_on_a_loaded_model() -> None:
+    decision = decide("implement", view(resident(CODER, 32768)), prompt=100)
+    assert decision.num_ctx == 32768
+    assert decision.loads is False
+
+
+def test_a_loaded_model_too_small_for_the_prompt_is_reloaded_larger() -> None:
+    the_view = view(resident(CODER, 8192))
+    decision = decide("implement", the_view, prompt=9000)
+    assert decision.model == CODER
+    assert decision.reload is True
+    assert decision.num_ctx == 32768
+
+
+def test_a_cold_model_gets_the_largest_rung_that_evicts_nothing_more() -> None:
+    # Nothing else loaded: the whole ladder up to the configured num_ctx is free headroom.
+    assert decide("implement", view(), prompt=100).num_ctx == 32768
+    # With no GPU room to spare beside a busy model, a small rung keeps it resident.
+    roomy = Budget(19 * GIB + 23_500_000_000, 128 * GIB, 0)  # coder fits only at 8192
+    busy = resident(FAST, 8192, in_flight=1, size_vram=19 * GIB)
+    decision = decide("implement", view(busy, budget=roomy), prompt=100)
+    assert decision.model == CODER
+    assert decision.evicts == ()
+    assert decision.num_ctx == 8192
+
+
+def test_ladder_is_capped_at_the_configured_num_ctx() -> None:
+    coder = next(spec for spec in CATALOG if spec.name == CODER)
+    assert ladder_for(coder, [8192, 16384, 32768, 65536, 131072]) == [8192, 16384, 32768]
+    long = next(spec for spec in CATALOG if spec.name == LONG)
+    assert ladder_for(long, [8192, 100000]) == [8192, 100000, 131072]
+
+
+def test_a_busy_model_is_evicted_only_as_a_last_resort() -> None:
+    busy_coder = resident(CODER, in_flight=2)
+    decision = decide("memory", view(busy_coder), policy="best_fit")
+    assert decision.model == FAST
+    assert decision.waits_for == (CODER,)
+    # The residency policy charges the wait: it serves memory work on the busy coder.
+    assert decide("memory", view(busy_coder)).model == CODER
+
+
+def test_a_session_keeps_its_model_inside_its_loop() -> None:
+    the_view = view(resident(FAST, pinned=True, idle_s=1.0))
+    kept = SessionChoice(FAST, "implement", 32768)
+    decision = decide("implement", the_view, session=kept)
+    assert decision.model == FAST
+    assert "the session stays on qwen3:30b-a3b inside its implement loop" in decision.reasons
+    # A new kind of work is a decision point again.
+    changed = decide("analyze", the_view, session=SessionChoice(CODER, "implement", 32768))
+    assert changed.model == FAST
+
+
+def test_a_session_does_not_keep_a_model_its_context_outgrew() -> None:
+    kept = SessionChoice(CODER, "implement", 32768)
+    decision = decide("implement", view(resident(CODER)), prompt=40000, session=kept)
+    assert decision.model == LONG
+
+
+def test_fixed_policy_always_runs_the_fixed_model() -> None:
+    decision = decide("meta", view(resident(FAST)), policy="fixed", fixed_model=CODER)
+    assert decision.model == CODER
+    assert f"policy fixed: always {CODER}" in decision.reasons
+
+
+def test_nothing_fits_names_the_largest_local_context() -> None:
+    with pytest.raises(ContextLengthExceeded) as info:
+        decide("analyze", view(), prompt=131072)
+    assert info.value.code == "context_length_exceeded"
+    assert "the largest local context is 131072 (llama4:16x17b)" in info.value.message
+
+
+def test_token_correction_moves_a_model_out_of_reach() -> None:
+    # 30,000 cl100k tokens fit the coder's 32768; a tokenizer counting 20% more does not.
+    the_view = View(profiles=profiles(), token_ratio={CODER: 1.2})
+    assert decide("implement", View(), prompt=28000).model == CODER
+    assert decide("implement", the_view, prompt=28000).model == LONG
