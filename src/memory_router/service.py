@@ -8,7 +8,7 @@ the embedded llama.cpp model and maps every role to it, saying so loudly.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +24,7 @@ from .routing.decision import Decision
 from .routing.engine import RoutingEngine
 from .routing.policy import View, choose, passthrough
 from .routing.residency import Budget
-from .settings import TASK_CLASSES, ModelSpec, Settings
+from .settings import TASK_CLASSES, ModelSpec, Settings, TaskClass
 from .wire.openai import ChatCompletionRequest, CompletionRequest
 
 __all__ = ["Readiness", "RouterService"]
@@ -70,6 +70,7 @@ class RouterService:
     def __init__(self, settings: Settings, backends: dict[str, Backend] | None = None) -> None:
         self.settings = settings
         self.virtual_model = settings.models.virtual_model
+        self.routing = settings.config.routing
         self.backends: dict[str, Backend] = dict(backends or {})
         self.catalog: list[ModelSpec] = list(settings.models.models)
         self.embedded_fallback = False
@@ -102,6 +103,25 @@ class RouterService:
         log_settings = self.settings.config.logging
         if log_settings.decision_log.enabled:
             self.decision_log = DecisionLog(log_settings.decision_log, log_settings.log_prompts)
+
+    async def load_examples(
+        self,
+        examples: dict[TaskClass, list[str]],
+        embedder: Callable[[], Callable[[Sequence[str]], list[list[float]]]],
+    ) -> None:
+        """Embed the labelled task examples (in a thread) for the classifier's example vote."""
+        import asyncio
+
+        from .routing.engine import ExampleIndex
+
+        started = time.perf_counter()
+        try:
+            index = await asyncio.to_thread(lambda: ExampleIndex(examples, embedder()))
+        except Exception as exc:  # the embedder is optional for routing: say so and go on
+            log.warning("task_examples_failed", error=repr(exc))
+            return
+        self.engine.examples = index
+        log.info("task_examples", examples=len(index), s=round(time.perf_counter() - started, 2))
 
     def _budgets(self) -> dict[str, Budget]:
         """The memory budget of each Ollama host: configured, else this machine's."""

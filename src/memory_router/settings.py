@@ -171,8 +171,6 @@ class ClassifierSettings(_Strict):
     """Compare the last user turn's embedding with labelled examples when cheap signals are
     inconclusive (the examples live in ``task_examples.yaml`` next to this file)."""
     min_similarity: float = Field(0.35, ge=-1.0, le=1.0)
-    llm_model: str | None = None
-    """A small local model asked for the class when the other signals disagree; off."""
 
 
 class RoutingSettings(_Strict):

@@ -111,6 +111,7 @@ class GenerationEndpoints:
         num_ctx = max(min(num_ctx, spec.context_length), 1)
         empty = not body.get("messages") if chat else not body.get("prompt")
         if empty and keep_alive == 0:
+            self.ctx.recorder.add_unload_request(model, self.ctx.scheduler.in_flight(model))
             self.ctx.scheduler.unload(model)
             return json_reply(_empty_reply(model, "unload", chat))
         script = None if empty else self._next_script(model)

@@ -218,6 +218,11 @@ class OllamaEmulator:
         return self._recorder.snapshot()[2]
 
     @property
+    def unload_requests(self) -> list[tuple[str, int]]:
+        """Each ``keep_alive: 0`` unload request: (model, requests in flight on it then)."""
+        return self._recorder.unload_requests()
+
+    @property
     def cancelled(self) -> list[CancelledChat]:
         """Generation requests whose client went away before the final line."""
         return self._recorder.snapshot()[3]

@@ -41,6 +41,16 @@ class Recorder:
         self._loads: list[LoadEvent] = []
         self._unloads: list[tuple[str, str]] = []
         self._cancelled: list[CancelledChat] = []
+        self._unload_requests: list[tuple[str, int]] = []
+
+    def add_unload_request(self, model: str, in_flight: int) -> None:
+        """Record an unload request (keep_alive 0, no prompt) and the model's in-flight count."""
+        with self._lock:
+            self._unload_requests.append((model, in_flight))
+
+    def unload_requests(self) -> list[tuple[str, int]]:
+        with self._lock:
+            return list(self._unload_requests)
 
     def add_request(self, item: RecordedRequest) -> None:
         """Record one HTTP request."""
@@ -81,6 +91,7 @@ class Recorder:
             self._loads.clear()
             self._unloads.clear()
             self._cancelled.clear()
+            self._unload_requests.clear()
 
 
 @dataclass(eq=False)

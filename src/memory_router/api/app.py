@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -97,9 +98,20 @@ def create_app(settings: Settings, service: RouterService | None = None) -> Fast
             await router_service.start()
         if settings.config.memory.enabled:
             await memory_service.start()
+        examples: asyncio.Task[None] | None = None
+        if settings.config.routing.classifier.embedding and settings.task_examples:
+            # The example vote needs the embedder: load it in the background, routing works
+            # from cheap signals until it is there.
+            examples = asyncio.create_task(
+                router_service.load_examples(
+                    settings.task_examples, lambda: memory_service.embedder.embed_documents
+                )
+            )
         try:
             yield
         finally:
+            if examples is not None:
+                examples.cancel()
             await memory_service.aclose()
             if owned:
                 await router_service.aclose()

@@ -40,6 +40,8 @@ async def chat_completions(request: Request) -> Response:
         encoder=ChatStreamEncoder(response_id, decision.model, chat.include_usage),
         collector=ChatCollector(),
         response_id=response_id,
+        grace_s=service.routing.first_event_grace_s,
+        keepalive_s=service.routing.keepalive_s,
     )
 
 
@@ -57,6 +59,8 @@ async def completions(request: Request) -> Response:
         encoder=CompletionStreamEncoder(response_id, decision.model, completion.include_usage),
         collector=CompletionCollector(),
         response_id=response_id,
+        grace_s=service.routing.first_event_grace_s,
+        keepalive_s=service.routing.keepalive_s,
     )
 
 

@@ -25,6 +25,7 @@ log = structlog.get_logger("memory_router.api")
 
 # How long to wait for the first event before sending headers (errors until then get a real
 # status), and how often to send a keepalive comment while a model is still loading after that.
+# Configured as routing.first_event_grace_s and routing.keepalive_s.
 FIRST_EVENT_GRACE_S = 2.0
 KEEPALIVE_S = 5.0
 
@@ -82,6 +83,8 @@ async def relay(
     encoder: StreamEncoder,
     collector: Collector,
     response_id: str,
+    grace_s: float = FIRST_EVENT_GRACE_S,
+    keepalive_s: float = KEEPALIVE_S,
 ) -> Response:
     """Answer a request from its event stream."""
     started = time.perf_counter()
@@ -95,7 +98,7 @@ async def relay(
         _log_done(decision, started, collector.finish, "ok")
         return JSONBytes(collector.response(response_id, decision.model), headers=headers)
 
-    primed = await prime(events, FIRST_EVENT_GRACE_S)
+    primed = await prime(events, grace_s)
     state: dict[str, Any] = {"finish": None, "outcome": "ok"}
 
     def on_close(disconnected: bool) -> None:
@@ -103,7 +106,8 @@ async def relay(
             state["outcome"] = "client_gone"
         _log_done(decision, started, state["finish"], state["outcome"])
 
-    return SSEResponse(_sse(primed, encoder, state), headers=headers, on_close=on_close)
+    body = _sse(primed, encoder, state, keepalive_s)
+    return SSEResponse(body, headers=headers, on_close=on_close)
 
 
 async def _collect(events: AsyncGenerator[Event, None], collector: Collector) -> None:
@@ -113,7 +117,7 @@ async def _collect(events: AsyncGenerator[Event, None], collector: Collector) ->
 
 
 async def _sse(
-    primed: Primed, encoder: StreamEncoder, state: dict[str, Any]
+    primed: Primed, encoder: StreamEncoder, state: dict[str, Any], keepalive_s: float
 ) -> AsyncGenerator[bytes, None]:
     try:
         first = encoder.start()
@@ -121,7 +125,7 @@ async def _sse(
             yield first
         # The first event (with keepalives while a model loads), then the rest straight from
         # the backend: one generator layer fewer per chunk on the hot path.
-        async for first_event in primed.first_event(KEEPALIVE_S):
+        async for first_event in primed.first_event(keepalive_s):
             if first_event is None:
                 yield sse.comment("waiting for the model to load")
                 continue

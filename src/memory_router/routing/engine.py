@@ -10,7 +10,6 @@ once per distinct text).
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections import OrderedDict
@@ -38,23 +37,26 @@ def session_key(request: ChatCompletionRequest) -> str:
     return f"{hash(system) & 0xFFFFFFFFFFFF:012x}{hash(first) & 0xFFFFFFFF:08x}"
 
 
-def _normalized(vector: Sequence[float]) -> list[float]:
-    norm = math.sqrt(sum(x * x for x in vector)) or 1.0
-    return [x / norm for x in vector]
-
-
 class ExampleIndex:
     """Labelled example requests, embedded once; the best cosine per class for a text."""
 
     def __init__(self, examples: Mapping[TaskClass, Sequence[str]], embed: Embed) -> None:
+        import numpy as np  # already loaded with the embedder
+
+        self._np = np
         self._embed = embed
-        self._labels: list[TaskClass] = []
+        labels: list[TaskClass] = []
         texts: list[str] = []
         for task in TASK_CLASSES:
             for text in examples.get(task, ()):
-                self._labels.append(task)
+                labels.append(task)
                 texts.append(text[:_QUERY_CHARS])
-        self._vectors = [_normalized(v) for v in embed(texts)] if texts else []
+        self._labels = labels
+        matrix = np.asarray(embed(texts) if texts else [], dtype=np.float32)
+        if len(texts):
+            matrix /= np.linalg.norm(matrix, axis=1, keepdims=True) + 1e-12
+        self._matrix = matrix
+        self._rows = {task: [i for i, t in enumerate(labels) if t == task] for task in TASK_CLASSES}
         self._cache: OrderedDict[int, dict[TaskClass, float]] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -62,19 +64,18 @@ class ExampleIndex:
         return len(self._labels)
 
     def similar(self, text: str) -> dict[TaskClass, float]:
+        """The best cosine of ``text`` to each class's examples (cached per text)."""
         text = text[:_QUERY_CHARS].strip()
-        if not text or not self._vectors:
+        if not text or not self._labels:
             return {}
         key = hash(text)
         with self._lock:
             if (hit := self._cache.get(key)) is not None:
                 return hit
-        query = _normalized(self._embed([text])[0])
-        best: dict[TaskClass, float] = {}
-        for label, vector in zip(self._labels, self._vectors, strict=True):
-            cosine = sum(a * b for a, b in zip(query, vector, strict=True))
-            if cosine > best.get(label, -1.0):
-                best[label] = cosine
+        np = self._np
+        query = np.asarray(self._embed([text])[0], dtype=np.float32)
+        cosines = self._matrix @ (query / (np.linalg.norm(query) + 1e-12))
+        best = {task: float(cosines[rows].max()) for task, rows in self._rows.items() if rows}
         with self._lock:
             self._cache[key] = best
             if len(self._cache) > 2048:
