@@ -96,7 +96,7 @@ def test_native_recent_edit_tool_call_is_implement() -> None:
     assert signals.recent_tools == ("write_to_file", "read_file")
     result = classify(signals)
     assert result.task == "implement"
-    assert result.reasons == ("the agent is editing or running (read_file, write_to_file)",)
+    assert result.reasons == ("the agent is editing (write_to_file)",)
 
 
 def test_xml_recent_edit_tool_call_is_implement() -> None:
@@ -275,3 +275,70 @@ def test_decision_as_dict_is_plain_data() -> None:
         "load_s": 0.0,
         "cost": 0.0,
     }
+
+
+# --- who spoke last ------------------------------------------------------------------------
+
+
+def edited() -> list[dict[str, Any]]:
+    return [
+        user("<task>\nAdd a --verbose flag\n</task>"),
+        native_call("write_to_file", '{"path": "cli.py", "content": "x"}'),
+        {"role": "tool", "tool_call_id": "c1", "content": "saved"},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [
+        ("thanks, looks good", "chat"),
+        ("looks good, go ahead", "implement"),
+        ("why did you put it in cli.py rather than config.py? don't change anything", "analyze"),
+        ("also handle -v as a short form", "implement"),
+        ("write a commit message for this", "meta"),
+        ("note in progress.md that the flag is done", "memory"),
+    ],
+)
+def test_the_users_reply_after_edits_decides(reply: str, expected: TaskClass) -> None:
+    req = request(*edited(), user(reply), tools=TOOLS)
+    assert task_of(req) == expected
+
+
+def test_mid_loop_edits_are_implement_whatever_the_task_said() -> None:
+    assert task_of(request(*edited(), tools=TOOLS)) == "implement"
+
+
+def test_mid_loop_reads_for_a_question_are_analysis() -> None:
+    req = request(
+        user("<task>\nwhat happens to queued jobs when the worker restarts?\n</task>"),
+        native_call("read_file", '{"path": "worker.py"}'),
+        {"role": "tool", "tool_call_id": "c1", "content": "def restart(): ..."},
+        tools=TOOLS,
+    )
+    assert task_of(req) == "analyze"
+
+
+def test_clines_condense_instruction_is_meta_even_mid_loop() -> None:
+    req = request(
+        *edited()[:2],
+        {
+            "role": "tool",
+            "tool_call_id": "c1",
+            "content": 'saved\n<explicit_instructions type="summarize_task">\nsummarize\n'
+            "</explicit_instructions>",
+        },
+        tools=TOOLS,
+    )
+    assert task_of(req) == "meta"
+
+
+def test_a_pasted_trace_is_judged_by_the_words_around_it() -> None:
+    trace = "Traceback (most recent call last):\n" + '  File "a.py", line 1\n' * 12
+    assert task_of(request(user(f"what is going on here?\n\n{trace}"))) == "analyze"
+    assert task_of(request(user(f"fix this crash\n\n{trace}"))) == "implement"
+
+
+def test_naming_the_bank_in_a_code_change_is_not_memory_work() -> None:
+    text = "fix the crash in the indexer when a memory-bank file is saved twice"
+    assert task_of(request(user(text))) == "implement"
+    assert task_of(request(user("what does the memory bank say about auth?"))) == "memory"

@@ -2,18 +2,19 @@
 
 Order of evidence, strongest first:
 
-1. client housekeeping wording (a title, a summary of the conversation, follow-ups, a commit
-   message) -> ``meta``;
-2. the memory-bank phase of the turn (initialize, read, update) or a question about the bank
-   -> ``memory``;
-3. the agent's tool loop: recent edits or commands -> ``implement``; recent reads only -> the
-   class of the task the user gave;
-4. the user's latest words: imperative change verbs and implementation nouns against
-   explanation, review and planning words; Plan mode leans to ``analyze``;
-5. when those are weak, the nearest labelled example by embedding of the user's words (never
-   the system prompt), if it is similar enough;
-6. otherwise: short small talk or a general question -> ``chat``; a long context to read ->
-   ``analyze``; code on the table -> ``implement``.
+1. client housekeeping: Cline's condense and hand-off instructions, or the user asking for a
+   title, a summary of the conversation, follow-ups, a commit message -> ``meta``;
+2. the memory-bank phase of the turn (initialize, read, update), or the user naming the bank
+   or one of its files -> ``memory``;
+3. when the user has just spoken (a task, feedback, a reply), their words: small talk and
+   short general questions -> ``chat``; "go ahead" -> ``implement``; "don't change anything"
+   -> ``analyze``; otherwise change verbs and implementation nouns against explanation,
+   review and planning words (a pasted log or profile with a question is analysis);
+4. when the agent is mid-loop (the last message is a tool result): edits -> ``implement``;
+   reads and commands -> the class of what the user asked for, else ``implement``;
+5. when the words are weak, the nearest labelled example by embedding of the user's words
+   (never the system prompt), if similar enough;
+6. otherwise the class the conversation's activity suggests, or ``chat``.
 """
 
 from __future__ import annotations
@@ -23,24 +24,45 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ..settings import TaskClass
-from .signals import RequestSignals
+from .memory_signals import WRITE_TOOLS
+from .signals import RequestSignals, word_scores
 
 __all__ = ["Classification", "classify"]
 
 _PROJECT_REF = re.compile(
-    r"[/\\]|\.\w{1,5}\b|`|\b[a-z]+_[a-z_]+\b|\b[a-z]+[A-Z]\w*\b"
-    r"|\b(?:this|our|my|the)\s+(?:code|repo|repository|project|codebase|module|file|function"
-    r"|class|service|app|test|tests|api|endpoint|component|schema)\b",
+    r"[/\\]\w|`|\b[a-z]+_[a-z_]+\b|\b[a-z]+[A-Z]\w*\b"
+    r"|\b(?:this|our|my|the|that)\s+(?:code|repo|repository|project|codebase|module|file"
+    r"|function|class|service|app|test|tests|api|endpoint|component|schema|bug|error|branch)\b",
 )
 _QUESTION = re.compile(
-    r"\s*(?:what|how|why|when|where|which|who|is|are|does|do|can|could|should|would)\b", re.I
+    r"\W*(?:\w+[,.!]\s+)?(?:what|how|why|when|where|which|who|is|are|does|do|can|could|should"
+    r"|would|was|were|remind me)\b",
+    re.IGNORECASE,
 )
 _ASK_VERB = re.compile(
-    r"\b(?:explain|review|analy[sz]e|investigate|compare|plan|design|audit|summari[sz]e"
+    r"\b(?:explain|review|analy[sz]e|investigate|compare|audit|summari[sz]e"
     r"|walk me through|assess|evaluate|diagnose)\b",
     re.IGNORECASE,
 )
-_LONG_CONTEXT = 6_000  # conversation tokens (no system prompt) beyond which reading is analysis
+_NO_CHANGE = re.compile(
+    r"\b(?:do(?:n'?t| not)\s+(?:change|edit|modify|touch|fix|write|implement)\w*"
+    r"|no (?:edits|changes|code changes)|without (?:changing|editing|fixing)"
+    r"|(?:just|only) (?:explain|tell me|review|comments?)|comments only|read[- ]only"
+    r"|not (?:fix|change) (?:it|anything)|fix it myself)\b",
+    re.IGNORECASE,
+)
+_GO_AHEAD = re.compile(
+    r"\b(?:go ahead|proceed|do it|go for it|let'?s do (?:it|this)|ship it|make it so"
+    r"|sounds good,? (?:do|go)|start (?:implementing|coding)|implement (?:it|this|that))\b",
+    re.IGNORECASE,
+)
+_BANK_OBJECT = re.compile(
+    r"\b(?:add|record|note|write|put|update|document|log|mention|save|keep|capture)\b.{0,50}"
+    r"(?:memory[ -]?bank|\b\w+(?:brief|Context|Patterns)\.md|progress\.md)",
+    re.IGNORECASE,
+)
+_PARAGRAPH = re.compile(r"\n\s*\n|```|\n(?=\S*\s*(?:\d{4}-\d\d-\d\d|#|\||---|\+\+\+|@@))")
+_PASTE_LINES = 8  # lines in the user's words from which they count as a pasted log or file
 _DECISIVE = 2.0  # keyword margin that needs no embedding vote
 
 
@@ -53,77 +75,76 @@ class Classification:
     via: str = "rules"
     """Which evidence decided: "rules", "keywords", "examples" or "default"."""
 
+    @property
+    def decisive(self) -> bool:
+        """True when no example vote could change the outcome."""
+        if self.via == "rules":
+            return True
+        margin = abs(self.scores.get("implement", 0.0) - self.scores.get("analyze", 0.0))
+        return self.via == "keywords" and margin >= _DECISIVE
 
-def _keyword_scores(signals: RequestSignals, words_of_task: bool) -> tuple[float, float]:
-    implement = 2.0 * signals.imperative + min(signals.implement_words, 4) * 0.75
-    analyze = min(signals.analyze_words, 4) * 1.25
-    if signals.memory.mode == "plan":
-        analyze += 1.5
-    if signals.code and not words_of_task:
-        implement += 0.5
+
+def _lead(text: str) -> str:
+    """The user's own sentences before a pasted log, diff or file."""
+    match = _PARAGRAPH.search(text, 0, 600)
+    return text[: match.start()] if match else text[:400]
+
+
+def _scores(signals: RequestSignals, text: str) -> tuple[float, float]:
+    """Keyword weight for implementation and for analysis in the user's words.
+
+    For a pasted log or file only the words around it count: a stack trace says "error" and
+    "exception" without asking for anything."""
+    if _pasted(text):
+        imperative, implement_words, analyze_words = word_scores(_lead(text))
+    else:
+        imperative = signals.imperative
+        implement_words, analyze_words = signals.implement_words, signals.analyze_words
+    implement = 2.0 * imperative + min(implement_words, 4) * 0.75
+    analyze = min(analyze_words, 4) * 1.25
+    if signals.memory.mode == "plan" and len(text.split()) > 6:
+        analyze += 1.0
     return implement, analyze
 
 
+def _pasted(text: str) -> bool:
+    return text.count("\n") >= _PASTE_LINES or len(text) > 1500
+
+
 def _general_question(signals: RequestSignals) -> bool:
-    """A short question about the world, not the project: chat, not analysis."""
+    """A short question about tools or the world, not about the project's code."""
     text = signals.human_text
     return (
         bool(_QUESTION.match(text) or text.rstrip().endswith("?"))
         and not _ASK_VERB.search(text)
         and len(text.split()) <= 25
-        and not signals.code
-        and not signals.imperative
-        and signals.user_turns <= 2
+        and not _pasted(text)
         and not _PROJECT_REF.search(text)
     )
 
 
-def classify(
-    signals: RequestSignals,
-    similar: Mapping[TaskClass, float] | None = None,
-    min_similarity: float = 0.35,
-) -> Classification:
-    """Classify one request. ``similar``: best cosine to each class's labelled examples."""
-    if signals.housekeeping and not signals.in_tool_loop:
-        return Classification("meta", ("client housekeeping prompt (title, summary, follow-up)",))
-    if signals.memory_bank:
-        phase = signals.memory.phase
-        return Classification("memory", (f"memory bank {phase}", *signals.memory.reasons[:2]))
-    if signals.mentions_memory_bank and not signals.imperative:
-        return Classification("memory", ("the user asks about the memory bank",))
-
-    if signals.in_tool_loop or signals.recent_tools:
-        if signals.recent_edit:
-            tools = ", ".join(sorted({t for t in signals.recent_tools}))
-            return Classification("implement", (f"the agent is editing or running ({tools})",))
-        implement, analyze = _keyword_scores(signals, words_of_task=True)
-        if signals.recent_look and (implement or analyze):
-            if analyze > implement:
-                return Classification(
-                    "analyze",
-                    ("the agent is reading files for a task that asks for explanation or review",),
-                    {"implement": implement, "analyze": analyze},
-                    via="keywords",
-                )
-            return Classification(
-                "implement",
-                ("the agent is reading files for a task that changes code",),
-                {"implement": implement, "analyze": analyze},
-                via="keywords",
-            )
-
-    implement, analyze = _keyword_scores(signals, words_of_task=False)
-    scores: dict[str, float] = {"implement": implement, "analyze": analyze}
-    if signals.small_talk and implement == 0 and analyze == 0:
+def _from_words(
+    signals: RequestSignals, similar: Mapping[TaskClass, float] | None, min_similarity: float
+) -> Classification | None:
+    """The class the user's latest words give, or None when they say too little."""
+    text = signals.human_text
+    implement, analyze = _scores(signals, text)
+    scores = {"implement": implement, "analyze": analyze}
+    if _NO_CHANGE.search(text):
+        return Classification("analyze", ("the user asks not to change anything",), scores)
+    if _GO_AHEAD.search(text):
+        return Classification("implement", ("the user says to go ahead",), scores)
+    if signals.small_talk and not (signals.imperative or signals.analyze_words):
         return Classification("chat", ("small talk",), scores)
+    if _general_question(signals) and not signals.imperative:
+        return Classification("chat", ("a short general question",), scores, "keywords")
+    if _pasted(text) and analyze >= implement and (_QUESTION.search(_lead(text)) or analyze):
+        return Classification("analyze", ("a pasted log or file with a question",), scores)
     margin = abs(implement - analyze)
     if margin >= _DECISIVE or (margin > 0 and not similar):
         task: TaskClass = "implement" if implement > analyze else "analyze"
-        if task == "analyze" and _general_question(signals) and signals.memory.mode != "plan":
-            return Classification("chat", ("a short general question",), scores, "keywords")
         what = "asks for code to be changed" if task == "implement" else "asks to explain or plan"
         return Classification(task, (f"the request {what}",), scores, via="keywords")
-
     if similar:
         best = max(similar, key=lambda task: similar[task])
         scores.update({f"example:{k}": round(v, 3) for k, v in similar.items()})
@@ -134,14 +155,60 @@ def classify(
                 scores,
                 via="examples",
             )
-    if implement > analyze:
-        return Classification("implement", ("the request leans to code changes",), scores)
-    if analyze > implement:
-        if _general_question(signals):
-            return Classification("chat", ("a short general question",), scores, "default")
-        return Classification("analyze", ("the request leans to explanation",), scores)
-    if signals.conversation_tokens > _LONG_CONTEXT:
-        return Classification("analyze", ("a long context to read",), scores, "default")
-    if signals.code:
-        return Classification("implement", ("code is on the table",), scores, "default")
-    return Classification("chat", ("no stronger signal: a conversational turn",), scores, "default")
+    if margin > 0:
+        task = "implement" if implement > analyze else "analyze"
+        return Classification(task, ("the words lean that way",), scores, via="keywords")
+    return None
+
+
+def classify(
+    signals: RequestSignals,
+    similar: Mapping[TaskClass, float] | None = None,
+    min_similarity: float = 0.35,
+) -> Classification:
+    """Classify one request. ``similar``: best cosine to each class's labelled examples."""
+    if signals.client_instruction:
+        return Classification("meta", ("the client asks to condense or hand off the task",))
+    if signals.housekeeping:
+        return Classification("meta", ("client housekeeping prompt (title, summary, follow-up)",))
+    if signals.memory_bank:
+        phase = signals.memory.phase
+        return Classification("memory", (f"memory bank {phase}", *signals.memory.reasons[:2]))
+    if signals.mentions_memory_bank and (
+        not signals.imperative or _BANK_OBJECT.search(signals.human_text)
+    ):
+        return Classification("memory", ("the user names the memory bank or one of its files",))
+
+    edits = [t for t in signals.recent_tools if t in WRITE_TOOLS]
+    if signals.user_spoke or not (signals.in_tool_loop or signals.recent_tools):
+        found = _from_words(signals, similar, min_similarity)
+        if found is not None:
+            return found
+        if edits and signals.user_spoke:
+            return Classification("implement", ("a reply in the middle of edits",), via="default")
+        if signals.conversation_tokens > 6000 and signals.user_turns <= 1:
+            return Classification("analyze", ("a long context to read",), via="default")
+        if signals.code:
+            return Classification("implement", ("code is on the table",), via="default")
+        return Classification("chat", ("no stronger signal: a conversational turn",), via="default")
+
+    # Mid-loop: the last message is a tool result.
+    if edits:
+        tools = ", ".join(sorted(set(edits)))
+        return Classification("implement", (f"the agent is editing ({tools})",))
+    found = _from_words(signals, similar, min_similarity)
+    if found is not None and found.task == "chat":
+        text = signals.human_text
+        if _QUESTION.match(text) or text.rstrip().endswith("?"):
+            # The agent reads and runs things to answer the user's question: analysis.
+            return Classification(
+                "analyze", ("the agent is looking into the user's question", *found.reasons)
+            )
+        return found
+    if found is not None and found.task != "chat":
+        return Classification(
+            found.task, ("the agent is working on a task that", *found.reasons), found.scores,
+            found.via,
+        )  # fmt: skip
+    tools = ", ".join(sorted(set(signals.recent_tools))) or "tools"
+    return Classification("implement", (f"the agent is at work ({tools})",), via="default")

@@ -113,13 +113,9 @@ class RoutingEngine:
     # -- pieces ---------------------------------------------------------------------------
 
     def classify(self, signals: RequestSignals) -> Classification:
+        """Cheap signals first; the example vote only when they are not decisive."""
         first = classify(signals, None, self.settings.classifier.min_similarity)
-        if first.via in ("rules",) or self.examples is None or not signals.human_text:
-            return first
-        if (
-            first.via == "keywords"
-            and abs(first.scores.get("implement", 0) - first.scores.get("analyze", 0)) >= 2.0
-        ):
+        if first.decisive or self.examples is None or not signals.human_text:
             return first
         similar = self.examples.similar(signals.human_text)
         return classify(signals, similar, self.settings.classifier.min_similarity)

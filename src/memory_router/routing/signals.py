@@ -20,7 +20,7 @@ from .memory_signals import (
     read_memory_signals,
 )
 
-__all__ = ["EDIT_TOOLS", "RequestSignals", "read_signals"]
+__all__ = ["EDIT_TOOLS", "RequestSignals", "read_signals", "word_scores"]
 
 # Tools that change files or run things: the agent is implementing.
 EDIT_TOOLS = WRITE_TOOLS | COMMAND_TOOLS | frozenset({"new_rule"})
@@ -29,21 +29,37 @@ LOOK_TOOLS = READ_TOOLS | frozenset(
 )
 _ALL_TOOLS = EDIT_TOOLS | LOOK_TOOLS
 _XML_TOOL = re.compile(r"<(" + "|".join(sorted(_ALL_TOOLS)) + r")>")
-_MENTIONS_BANK = re.compile(r"\bmemory[ -]?bank\b", re.IGNORECASE)
+_MENTIONS_BANK = re.compile(
+    r"\bmemory[ -]?bank\b|\b(?:projectbrief|productContext|systemPatterns|techContext"
+    r"|activeContext|progress)\.md\b",
+    re.IGNORECASE,
+)
+# Cline's own housekeeping turns: context condensing and task hand-off instructions.
+_CLIENT_INSTRUCTION = re.compile(
+    r'<explicit_instructions type="(?:condense|summarize_task|new_task|summarize)"'
+)
 # "Write a title for the page" with tools at hand is work; these need no tools field.
 _META_NO_TOOLS = re.compile(
     r"^\s*(?:generate|write|create|suggest|give|propose)\b.{0,40}\b(?:title|follow[- ]?ups?"
     r"|commit message)",
     re.IGNORECASE | re.MULTILINE,
 )
+_CHAT_THING = r"(?:conversation|chat|thread|session|discussion|task)"
 _META = re.compile(
-    r"\b(?:title|heading|name)\s+(?:for|of)\s+(?:this|the|our)\s+(?:conversation|chat|thread"
-    r"|session|discussion)"
+    r"\b(?:title|heading|name)\s+(?:for|of)\s+(?:this|the|our)\s+"
+    + _CHAT_THING
+    + r"|\b(?:give|name)\s+(?:this|the|our)\s+"
+    + _CHAT_THING
+    + r"\s+an?\s+(?:title|name)"
     r"|\bsummar(?:y|ize|ise)\b.{0,60}\b(?:conversation|chat|discussion|session|so far"
-    r"|task above|above task)"
-    r"|\bcondense (?:the|this) (?:conversation|context|history)"
+    r"|task above|above task|we(?:'ve| have) (?:discussed|done))"
+    r"|\bcondense\b.{0,40}\b(?:conversation|context|history|everything|so far)"
     r"|\bfollow[- ]?up (?:questions|suggestions|prompts)"
-    r"|\bcommit message\b",
+    r"|^\W*(?:please\s+)?(?:a\s+)?(?:conventional\s+)?commit message\b"
+    r"|\b(?:(?:write|generate|create|draft|suggest)s?|give me|need)\b.{0,30}\bcommit messages?"
+    r"|\b(?:write|generate|draft)s?\b.{0,20}\b(?:PR|pull request) description"
+    r"|\bgenerate\b.{0,80}\b(?:chat history|the conversation)\b"
+    r"|\bhandoff note\b",
     re.IGNORECASE | re.MULTILINE,
 )
 _IMPERATIVE = re.compile(
@@ -74,7 +90,8 @@ _CODE = re.compile(
 )
 _SMALL_TALK = re.compile(
     r"^\W*(?:hi|hello|hey|thanks|thank you|thx|ok|okay|great|cool|nice|yes|no|sure|good"
-    r"|perfect|awesome|lgtm|looks good)\b",
+    r"|perfect|awesome|lgtm|looks good|makes sense|got it|understood|danke|merci|gracias"
+    r"|grazie|obrigad[oa])\b",
     re.IGNORECASE,
 )
 _RECENT = 6  # messages looked at for recent tool activity
@@ -90,6 +107,8 @@ class RequestSignals:
     task_text: str  # the first words the user typed in this conversation (the task)
     recent_tools: tuple[str, ...]
     in_tool_loop: bool  # the last message is a tool result: the agent is mid-loop
+    user_spoke: bool  # the last message holds words the user typed (a task, feedback, a reply)
+    client_instruction: bool  # Cline asks for a condensed summary or a task hand-off
     memory: MemorySignals
     mentions_memory_bank: bool
     housekeeping: bool
@@ -123,6 +142,16 @@ def _tool_names(message: ChatMessage) -> list[str]:
     if "<" in text:
         names.extend(match.group(1) for match in _XML_TOOL.finditer(text))
     return names
+
+
+_FEEDBACK = re.compile(r"<(?:feedback|user_message|answer)>\s*\S")
+
+
+def _user_spoke(message: ChatMessage) -> bool:
+    text = message.text()
+    if message.role == "tool":
+        return bool(_FEEDBACK.search(text))
+    return message.role == "user" and bool(human_words(text))
 
 
 def _is_tool_result(message: ChatMessage) -> bool:
@@ -160,6 +189,15 @@ def _words(messages: list[ChatMessage]) -> tuple[str, str, int]:
     return latest, first, turns
 
 
+def word_scores(text: str) -> tuple[bool, int, int]:
+    """Whether ``text`` tells the agent to change something; implement and analyze words."""
+    return (
+        bool(_IMPERATIVE.search(text)),
+        len(_IMPLEMENT.findall(text)),
+        len(_ANALYZE.findall(text)),
+    )
+
+
 def read_signals(request: ChatCompletionRequest) -> RequestSignals:
     """Read every cheap signal off a chat request."""
     messages = request.messages
@@ -176,6 +214,7 @@ def read_signals(request: ChatCompletionRequest) -> RequestSignals:
         style = "xml"
     else:
         style = "none"
+    imperative, implement_words, analyze_words = word_scores(head)
     last_assistant = next((m.text() for m in reversed(messages) if m.role == "assistant"), "")
     short_system = system if len(system) < 2000 else ""
     housekeeping = bool(
@@ -189,12 +228,16 @@ def read_signals(request: ChatCompletionRequest) -> RequestSignals:
         task_text=first[:_HEAD],
         recent_tools=tuple(recent),
         in_tool_loop=bool(messages) and _is_tool_result(messages[-1]),
+        user_spoke=bool(messages) and _user_spoke(messages[-1]),
+        client_instruction=bool(messages)
+        and messages[-1].role in ("user", "tool")
+        and bool(_CLIENT_INSTRUCTION.search(messages[-1].text())),
         memory=read_memory_signals(request),
         mentions_memory_bank=bool(_MENTIONS_BANK.search(head)),
         housekeeping=housekeeping,
-        imperative=bool(_IMPERATIVE.search(head)),
-        implement_words=len(_IMPLEMENT.findall(head)),
-        analyze_words=len(_ANALYZE.findall(head)),
+        imperative=imperative,
+        implement_words=implement_words,
+        analyze_words=analyze_words,
         small_talk=bool(_SMALL_TALK.match(head)) and len(head) < 80,
         code=bool(_CODE.search(head, 0) or _CODE.search(last_assistant[-4000:])),
         estimated_tokens=estimate_tokens(request),
