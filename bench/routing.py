@@ -6,8 +6,8 @@
    embedded by the default ONNX embedder) and with cheap signals only.
 2. Decision latency of ``RoutingEngine.decide`` on a 20,000-token Cline request, the embedder
    loaded, against a ``View`` of the reference machine with the coder resident:
-   - ``turn``: a Cline tool loop as it happens, each decision seeing the conversation grown by
-     one tool call and its result (every message but the new ones is in the token cache);
+   - ``turn``: a Cline tool loop as it happens: each decision sees the 20,000-token request
+     with one new tool call and its result appended (everything else is in the token cache);
    - ``first sight``: the same request with an empty token cache each time (a router that
      just started, or a new task pasted whole).
    The request body is parsed outside the timed region (that is request handling, measured
@@ -33,13 +33,12 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from tests.ollama_emulator import reference_profile  # noqa: E402
-from tests.routing_eval import load_cases, long_cline_request  # noqa: E402
+from tests.routing_eval import load_cases, long_cline_request, request_tokens  # noqa: E402
 
 from memory_router.routing.engine import ExampleIndex, RoutingEngine  # noqa: E402
 from memory_router.routing.policy import View  # noqa: E402
 from memory_router.routing.residency import Budget, Profile, Resident, Snapshot  # noqa: E402
 from memory_router.settings import TASK_CLASSES, load_settings  # noqa: E402
-from memory_router.tokens import count_tokens  # noqa: E402
 from memory_router.wire.openai import ChatCompletionRequest, parse_request  # noqa: E402
 
 GIB = 1024**3
@@ -122,15 +121,9 @@ def percentile(values: list[float], q: float) -> float:
 
 def latency(examples: ExampleIndex | None, turns: int, tokens: int) -> dict[str, Any]:
     base = long_cline_request(tokens)
-    size = sum(count_tokens(json.dumps(m)) for m in base["messages"])
+    size = request_tokens(base)
     view = reference_view()
-    bodies = [_grown(base, step) for step in range(turns)]
-    requests = []
-    for step in range(turns):  # each request holds every earlier step, like a real loop
-        body = copy.deepcopy(base)
-        for grown in bodies[: step + 1]:
-            body["messages"] += grown["messages"][len(base["messages"]) :]
-        requests.append(parse_request(ChatCompletionRequest, body))
+    requests = [parse_request(ChatCompletionRequest, _grown(base, step)) for step in range(turns)]
     warm = engine(examples)
     warm.decide(parse_request(ChatCompletionRequest, base), view)  # the task's first turn
     turn_ms = []

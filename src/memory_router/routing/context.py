@@ -64,11 +64,17 @@ class ContextEstimator:
     def tools_tokens(self, request: ChatCompletionRequest) -> int:
         if not request.tools:
             return 0
-        specs = tuple(
-            (tool.function.name, tool.function.description or "", repr(tool.function.parameters))
-            for tool in request.tools
+        # Keyed by names and descriptions: a client that changes a tool's schema changes its
+        # description too, and repr() of 25 schemas on every request costs more than the rest.
+        key = tuple((tool.function.name, tool.function.description) for tool in request.tools)
+        return self._cached(
+            (hash(key), len(key)),
+            lambda: "\n".join(
+                f"{tool.function.name} {tool.function.description or ''} "
+                f"{tool.function.parameters!r}"
+                for tool in request.tools or ()
+            ),
         )
-        return self._cached((hash(specs), len(specs)), lambda: "\n".join(map(" ".join, specs)))
 
     def prompt_tokens(self, request: ChatCompletionRequest) -> int:
         """The request's prompt size in ``cl100k_base`` tokens (uncorrected)."""
