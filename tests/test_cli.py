@@ -52,3 +52,44 @@ def test_doctor_names_what_to_pull(tmp_path: Path, emulator: OllamaEmulator) -> 
     assert result.exit_code == 1, result.output
     assert "ollama pull phi9:1b" in result.output
     assert "0.13.0" in result.output
+
+
+def test_route_reads_what_ollama_has_loaded(tmp_path: Path, emulator: OllamaEmulator) -> None:
+    import httpx
+
+    # The coder is loaded, as if the user had just used it.
+    httpx.post(
+        emulator.base_url + "/api/chat",
+        json={"model": "qwen2.5-coder:32b", "messages": [], "options": {"num_ctx": 32768}},
+        timeout=30,
+    ).raise_for_status()
+    request = tmp_path / "request.json"
+    request.write_text(json.dumps({"messages": [{"role": "user", "content": "hi there"}]}))
+    config = write_config(
+        tmp_path / "config",
+        {
+            "ollama": {"base_url": emulator.base_url},
+            "embedded": {"mode": "never"},
+            # The emulator's models are 10,000 times smaller than the real ones: a disk as
+            # much slower gives them real load times.
+            "routing": {
+                "budget": {
+                    "vram_bytes": 16 * 1024**3,
+                    "ram_bytes": 128 * 1024**3,
+                    "disk_bytes_per_s": 2e9 / 10_000,
+                }
+            },
+        },
+    )
+    live = runner.invoke(app, ["route", str(request), "--config-dir", str(config)])
+    assert live.exit_code == 0, live.output
+    decision = json.loads(live.output)
+    assert decision["task"] == "chat"
+    assert decision["model"] == "qwen2.5-coder:32b"  # resident: no load for a chat turn
+    assert decision["loads"] is False
+    offline = runner.invoke(app, ["route", str(request), "--config-dir", str(config), "--offline"])
+    decision = json.loads(offline.output)
+    assert decision["model"] == "qwen3:30b-a3b"  # the best fit when nothing is known
+    assert decision["reasons"][-1] == "residency not read (--offline)"
+    # Nothing ran a model: the only chat request is the test's own load.
+    assert len([r for r in emulator.requests if r.path == "/api/chat"]) == 1

@@ -78,6 +78,9 @@ def serve(
 def route(
     request_file: Annotated[Path, typer.Argument(help="A chat request as JSON ('-' for stdin).")],
     config_dir: ConfigDir = None,
+    live: Annotated[
+        bool, typer.Option("--live/--offline", help="Read what Ollama has loaded now.")
+    ] = True,
 ) -> None:
     """Print the routing decision for a request, without calling any model."""
     from .service import RouterService
@@ -90,11 +93,16 @@ def route(
     except json.JSONDecodeError as exc:
         raise RouterError(f"{request_file} is not valid JSON: {exc}") from None
     data.setdefault("model", settings.models.virtual_model)
-    # The service's own decision over the configured catalog: nothing is started.
-    decision = RouterService(settings).decide_chat(
-        parse_request(ChatCompletionRequest, data), remember=False
-    )
-    typer.echo(json.dumps(decision.as_dict(), indent=2, default=str))
+    request = parse_request(ChatCompletionRequest, data)
+    service = RouterService(settings)
+    # What Ollama holds now (/api/ps, /api/tags, /api/show: no model runs); without an
+    # answering Ollama the decision is made as if nothing were loaded, and says so.
+    note = asyncio.run(service.read_residency()) if live else "residency not read (--offline)"
+    decision = service.decide_chat(request, remember=False)
+    result = decision.as_dict()
+    if note:
+        result["reasons"] = [*result["reasons"], note]
+    typer.echo(json.dumps(result, indent=2, default=str))
 
 
 @app.command()

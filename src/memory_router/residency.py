@@ -101,11 +101,13 @@ class ResidencyMonitor:
 
     # -- start-up ---------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Read profiles and residency, start polling, warm pinned models."""
+    async def start(self, background: bool = True) -> None:
+        """Read profiles and residency; then (``background``) poll and warm pinned models."""
         for name, host in self.hosts.items():
             await self._read_profiles(name, host)
         await self.refresh()
+        if not background:
+            return
         self._poller = asyncio.create_task(self._poll())
         if self.settings.warm_pinned:
             self._spawn(self._warm())

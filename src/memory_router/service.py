@@ -104,6 +104,28 @@ class RouterService:
         if log_settings.decision_log.enabled:
             self.decision_log = DecisionLog(log_settings.decision_log, log_settings.log_prompts)
 
+    async def read_residency(self) -> str | None:
+        """Read Ollama's residency once (no model runs), for ``memory-router route``.
+
+        Returns a note when it could not be read."""
+        from .backends.ollama import OllamaBackend
+
+        if not self.settings.config.ollama.enabled:
+            return "Ollama is disabled in the configuration: residency not read"
+        backend = OllamaBackend(self.settings.config.ollama)
+        try:
+            status = await backend.status(timeout=2.0)
+            if not status.answers:
+                return f"residency not read: {status.detail}"
+            self.backends = {backend.name: backend}
+            self.monitor = ResidencyMonitor(
+                self.settings.config.routing, self.catalog, self.backends, self._budgets()
+            )
+            await self.monitor.start(background=False)
+            return None
+        finally:
+            await backend.aclose()
+
     async def load_examples(
         self,
         examples: dict[TaskClass, list[str]],
