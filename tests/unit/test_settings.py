@@ -237,6 +237,34 @@ def test_missing_file_is_named(tmp_path: Path) -> None:
             "openai_upstreams.0.name",
             "should match pattern",
         ),
+        ("routing: {policy: fixed}\n", "routing.fixed_model", "policy 'fixed' needs"),
+        (
+            "routing: {policy: fixed, fixed_model: 'phi9:1b'}\n",
+            "routing.fixed_model",
+            "one of llama4:16x17b, qwen2.5-coder:32b, qwen3:30b-a3b",
+        ),
+        ("routing: {policy: cheapest}\n", "routing.policy", "'residency', 'best_fit'"),
+        ("routing: {ctx_ladder: [100]}\n", "routing.ctx_ladder", "at least 512"),
+        (
+            "routing: {escalation: {backend: cloud}}\n",
+            "routing.escalation",
+            "set both backend and model",
+        ),
+        (
+            "routing: {escalation: {backend: cloud, model: big}}\n",
+            "routing.escalation.backend",
+            "'cloud' is not an openai_upstreams entry",
+        ),
+        (
+            "routing: {queue: {retry_after_s: 0}}\n",
+            "routing.queue.retry_after_s",
+            "greater than or equal to 1",
+        ),
+        (
+            "logging: {decision_log: {max_files: 0}}\n",
+            "logging.decision_log.max_files",
+            "greater than or equal to 1",
+        ),
     ],
 )
 def test_server_config_errors_name_file_and_key(
@@ -373,3 +401,22 @@ def test_serve_with_broken_config_exits_2_naming_file_key_and_reason(tmp_path: P
     assert "Input should be a valid integer" in result.stderr
     assert result.stderr.startswith("memory-router: invalid configuration: ")
     assert "Traceback" not in result.stderr
+
+
+def test_task_examples_are_read_and_checked(tmp_path: Path) -> None:
+    directory = make_config(tmp_path)
+    assert load(directory).task_examples == {}
+    (directory / "task_examples.yaml").write_text("meta: [name this chat]\n", encoding="utf-8")
+    assert load(directory).task_examples == {"meta": ["name this chat"]}
+    (directory / "task_examples.yaml").write_text("gossip: [hi]\n", encoding="utf-8")
+    error = config_error(directory)
+    assert (error.source, error.key) == (str(directory / "task_examples.yaml"), "gossip")
+    assert "not a task class" in error.reason
+    (directory / "task_examples.yaml").write_text("chat: hi\n", encoding="utf-8")
+    assert "must be a list of non-empty strings" in config_error(directory).reason
+
+
+def test_shipped_task_examples_cover_every_class() -> None:
+    examples = load_settings(SHIPPED, environ={}, env_file=None).task_examples
+    assert set(examples) == {"memory", "implement", "analyze", "chat", "meta"}
+    assert all(len(texts) >= 5 for texts in examples.values())
