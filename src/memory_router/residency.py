@@ -38,6 +38,7 @@ log = structlog.get_logger("memory_router.residency")
 
 _LOAD_LEARN = 0.5  # weight of a new load_duration against the running estimate
 _DRAIN_TIMEOUT_S = 600.0
+_REFRESH_MIN_S = 1.0
 
 
 def _pinned(spec: ModelSpec) -> bool:
@@ -60,15 +61,16 @@ class _Host:
 class Admission:
     """A request's place on a model: released exactly once when the request ends."""
 
-    def __init__(self, monitor: ResidencyMonitor, model: str) -> None:
+    def __init__(self, monitor: ResidencyMonitor, model: str, changes: bool) -> None:
         self._monitor = monitor
         self.model = model
+        self._changes = changes
         self._done = False
 
     def release(self) -> None:
         if not self._done:
             self._done = True
-            self._monitor._release(self.model)
+            self._monitor._release(self.model, self._changes)
 
 
 class ResidencyMonitor:
@@ -96,6 +98,7 @@ class ResidencyMonitor:
         self._idle: dict[str, asyncio.Event] = {}
         self._clock = clock
         self._refresh_task: asyncio.Task[None] | None = None
+        self._refreshed_at = -_REFRESH_MIN_S
         self._poller: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -186,9 +189,14 @@ class ResidencyMonitor:
             host.loaded = tuple(residents)
             host.known = True
 
-    def refresh_soon(self) -> None:
-        """Schedule one refresh (coalesced) after a request ends."""
+    def refresh_soon(self, changed: bool = False) -> None:
+        """Schedule one refresh after a request ends: coalesced, and at most once a second
+        unless the request changed what is loaded."""
+        now = self._clock()
+        if not changed and now - self._refreshed_at < _REFRESH_MIN_S:
+            return
         if self._refresh_task is None or self._refresh_task.done():
+            self._refreshed_at = now
             self._refresh_task = asyncio.create_task(self.refresh())
 
     def _learn_size(self, model: str, num_ctx: int, size: int) -> None:
@@ -272,15 +280,15 @@ class ResidencyMonitor:
             host.loaded = (*staying, expected)
         event = self._idle.setdefault(decision.model, asyncio.Event())
         event.clear()
-        return Admission(self, decision.model)
+        return Admission(self, decision.model, decision.loads or bool(decision.evicts))
 
-    def _release(self, model: str) -> None:
+    def _release(self, model: str, changed: bool) -> None:
         count = self.in_flight.get(model, 1) - 1
         self.in_flight[model] = max(count, 0)
         self.last_used[model] = self._clock()
         if count <= 0:
             self._idle.setdefault(model, asyncio.Event()).set()
-        self.refresh_soon()
+        self.refresh_soon(changed)
 
     async def make_room(self, decision: Decision) -> None:
         """Unload the decision's victims, each once its in-flight requests have finished."""
