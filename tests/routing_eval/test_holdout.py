@@ -1,0 +1,187 @@
+"""The held-out routing evaluation set is well-formed and has the promised mix."""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from collections import Counter
+from itertools import pairwise
+from typing import Any
+
+import pytest
+
+from memory_router.wire.openai import ChatCompletionRequest, parse_request
+from tests.routing_eval import (
+    LABELS,
+    EvalCase,
+    is_multi_turn,
+    load_cases,
+    request_tokens,
+)
+from tests.routing_eval.build import MODEL, REPO
+from tests.routing_eval.holdout import HOLDOUT_DIR, load_holdout
+
+LONG = 20_000
+MEDIUM = 8_000
+XML_TOOL = re.compile(
+    r"<(read_file|write_to_file|replace_in_file|execute_command|"
+    r"search_files|list_files|attempt_completion|plan_mode_respond)>"
+)
+
+
+@pytest.fixture(scope="module")
+def cases() -> list[EvalCase]:
+    return load_holdout()
+
+
+@pytest.fixture(scope="module")
+def tokens(cases: list[EvalCase]) -> dict[str, int]:
+    return {case.id: request_tokens(case.body) for case in cases}
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    return "\n".join(part.get("text") or "" for part in content or [])
+
+
+def _typed(case: EvalCase) -> list[str]:
+    """What people typed: user messages, without Cline's wrapping of tool results."""
+    out = []
+    for message in case.body["messages"]:
+        if message["role"] == "user":
+            text = _text(message["content"]).split("<environment_details>")[0]
+            out.append(text)
+    return out
+
+
+def test_size_and_class_balance(cases: list[EvalCase]) -> None:
+    assert len(cases) >= 80
+    counts = Counter(case.label for case in cases)
+    assert set(counts) == set(LABELS)
+    assert min(counts.values()) >= 14, counts
+
+
+def test_ids_unique_prefixed_and_apart_from_the_main_set(cases: list[EvalCase]) -> None:
+    ids = [case.id for case in cases]
+    assert len(ids) == len(set(ids)), [i for i, n in Counter(ids).items() if n > 1]
+    assert all(i.startswith("ho-") for i in ids)
+    assert not set(ids) & {case.id for case in load_cases()}
+    assert all(case.note.strip() for case in cases)
+
+
+def test_tool_styles(cases: list[EvalCase]) -> None:
+    counts = Counter(case.style for case in cases)
+    assert set(counts) == {"native", "xml", "plain"}
+    assert counts["native"] >= 0.35 * len(cases), counts
+    assert counts["xml"] >= 0.35 * len(cases), counts
+    assert counts["plain"] >= 5, counts
+
+
+def test_multi_turn_share(cases: list[EvalCase]) -> None:
+    multi = [case for case in cases if is_multi_turn(case.body)]
+    assert len(multi) >= 0.4 * len(cases)
+    assert sum(len(case.body["messages"]) >= 10 for case in cases) >= 8
+
+
+def test_long_requests_read_repository_files(cases: list[EvalCase], tokens: dict[str, int]) -> None:
+    assert sum(tokens[case.id] > MEDIUM for case in cases) >= 10
+    long = [case for case in cases if tokens[case.id] > LONG]
+    assert len(long) >= 4, sorted(tokens.values())[-8:]
+    assert {case.style for case in long} >= {"native", "xml"}
+    assert len({case.label for case in long}) >= 4
+    for case in long:  # the bulk is real files of this repository, read by tool calls
+        body = json.dumps(case.body["messages"], ensure_ascii=False)
+        paths = set(re.findall(r"(?:src|tests|bench)/[\w/]+\.py", body))
+        real = [p for p in paths if (REPO / p).is_file()]
+        assert len(real) >= 2, (case.id, sorted(paths))
+
+
+def test_modes_languages_and_memory_bank_phases(cases: list[EvalCase]) -> None:
+    cline = [case for case in cases if case.style != "plain"]
+    plan = [c for c in cline if "# Plan Mode" in c.body["messages"][0]["content"]]
+    xml_plan = [
+        c
+        for c in cline
+        if c.style == "xml" and "PLAN MODE\n" in _text(c.body["messages"][-1]["content"])
+    ]
+    assert len(plan) >= 3 and len(xml_plan) >= 3
+    yolo = [
+        c
+        for c in cline
+        if any(t["function"]["name"] == "submit_and_exit" for t in c.body.get("tools", []))
+    ]
+    assert len(yolo) >= 2
+
+    def non_english(case: EvalCase) -> bool:
+        typed = "".join(_typed(case)[-1:])
+        return any(ord(ch) > 127 and unicodedata.category(ch).startswith("L") for ch in typed)
+
+    assert sum(non_english(case) for case in cases) >= 12
+    joined = [json.dumps(c.body["messages"][1:]) for c in cline if c.label == "memory"]
+    assert any("initiali" in text for text in joined)
+    assert any("update memory bank" in text.lower() for text in joined)
+    assert sum("memory-bank/activeContext.md" in text for text in joined) >= 5
+
+
+def test_every_body_parses(cases: list[EvalCase]) -> None:
+    for case in cases:
+        body = case.body
+        request = parse_request(ChatCompletionRequest, body)
+        assert request.model == MODEL == body["model"]
+        assert body["stream"] is True
+        assert body["stream_options"] == {"include_usage": True}
+        assert body["messages"][-1]["role"] in ("user", "tool"), case.id
+
+
+def test_native_bodies(cases: list[EvalCase]) -> None:
+    for case in (c for c in cases if c.style == "native"):
+        body = case.body
+        assert body["tools"] and body["tool_choice"] == "auto", case.id
+        names = {tool["function"]["name"] for tool in body["tools"]}
+        system = body["messages"][0]
+        assert system["role"] == "system" and "Working Directory: /" in system["content"]
+        pending: set[str] = set()
+        for message in body["messages"][1:]:
+            if message["role"] == "tool":
+                assert message["tool_call_id"] in pending, case.id
+                pending.discard(message["tool_call_id"])
+                continue
+            assert not pending, (case.id, "a tool call without a result")
+            for call in message.get("tool_calls") or []:
+                assert call["function"]["name"] in names, (case.id, call["function"]["name"])
+                json.loads(call["function"]["arguments"])
+                pending.add(call["id"])
+        assert not pending, case.id
+
+
+def test_xml_bodies(cases: list[EvalCase]) -> None:
+    for case in (c for c in cases if c.style == "xml"):
+        body = case.body
+        assert "tools" not in body and "tool_choice" not in body, case.id
+        system = body["messages"][0]["content"]
+        assert "# Tool Use Formatting" in system and "Current Working Directory: /" in system
+        first = body["messages"][1]["content"]
+        assert isinstance(first, list) and first[0]["text"].startswith("<task>\n"), case.id
+        for message in body["messages"][1:]:
+            assert message["role"] in ("user", "assistant"), case.id
+            if message["role"] == "user":
+                assert "<environment_details>" in message["content"][-1]["text"], case.id
+            else:
+                assert len(XML_TOOL.findall(message["content"])) == 1, case.id
+        roles = [m["role"] for m in body["messages"][1:]]
+        assert all(a != b for a, b in pairwise(roles)), case.id
+
+
+def test_plain_bodies(cases: list[EvalCase]) -> None:
+    for case in (c for c in cases if c.style == "plain"):
+        assert "tools" not in case.body
+        assert "Cline" not in json.dumps(case.body["messages"]), case.id
+
+
+def test_holdout_files_stay_small() -> None:
+    files = list(HOLDOUT_DIR.glob("*.yaml"))
+    assert files
+    for path in files:
+        assert len(path.read_text(encoding="utf-8").splitlines()) < 600, path.name
