@@ -1,9 +1,11 @@
 """Routing quality and speed: classification accuracy and decision latency.
 
-1. Accuracy on the labelled evaluation set in ``tests/routing_eval`` (Cline-shaped requests in
+1. Accuracy on the labelled evaluation sets in ``tests/routing_eval`` (Cline-shaped requests in
    both tool styles, multi-turn, memory-bank phases, long and short): overall, per class, and
    the confusion matrix; with the example vote (the shipped ``config/task_examples.yaml``
-   embedded by the default ONNX embedder) and with cheap signals only.
+   embedded by the default ONNX embedder) and with cheap signals only. The development set
+   is the one the rules were tuned against; the held-out set (``holdout/``) was written
+   separately, without sight of the rules, and was not used for tuning.
 2. Decision latency of ``RoutingEngine.decide`` on a 20,000-token Cline request, the embedder
    loaded, against a ``View`` of the reference machine with the coder resident:
    - ``turn``: a Cline tool loop as it happens: each decision sees the 20,000-token request
@@ -66,8 +68,7 @@ def engine(examples: ExampleIndex | None) -> RoutingEngine:
     return routing
 
 
-def accuracy(examples: ExampleIndex | None) -> dict[str, Any]:
-    cases = load_cases()
+def accuracy(examples: ExampleIndex | None, cases: list[Any]) -> dict[str, Any]:
     confusion: Counter[tuple[str, str]] = Counter()
     wrong: list[dict[str, str]] = []
     for case in cases:
@@ -162,9 +163,17 @@ def main() -> None:
     examples = ExampleIndex(settings.task_examples, embedder.embed_documents)
     print(f"example index: {len(examples)} examples in {time.perf_counter() - started:.1f} s")
 
+    from tests.routing_eval.holdout import load_holdout
+
     results: dict[str, Any] = {}
-    for name, index in (("with examples", examples), ("cheap signals only", None)):
-        result = accuracy(index)
+    sets = {"development set": load_cases(), "held-out set": load_holdout()}
+    runs = [
+        (f"{set_name}, {name}", cases, index)
+        for set_name, cases in sets.items()
+        for name, index in (("with examples", examples), ("cheap signals only", None))
+    ]
+    for name, cases, index in runs:
+        result = accuracy(index, cases)
         results[name] = result
         print(f"\n## accuracy, {name}: {result['accuracy']:.1%} of {result['cases']}")
         print("| class | cases | recall | precision |\n|---|---|---|---|")
