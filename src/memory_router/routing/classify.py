@@ -115,7 +115,7 @@ def _general_question(signals: RequestSignals) -> bool:
     """A short question about tools or the world, not about the project's code."""
     text = signals.human_text
     return (
-        bool(_QUESTION.match(text) or text.rstrip().endswith("?"))
+        bool(_QUESTION.match(text) or text.rstrip().endswith(("?", "？")))
         and not _ASK_VERB.search(text)
         and len(text.split()) <= 25
         and not _pasted(text)
@@ -199,7 +199,7 @@ def classify(
     found = _from_words(signals, similar, min_similarity)
     if found is not None and found.task == "chat":
         text = signals.human_text
-        if _QUESTION.match(text) or text.rstrip().endswith("?"):
+        if _QUESTION.match(text) or text.rstrip().endswith(("?", "？")):
             # The agent reads and runs things to answer the user's question: analysis.
             return Classification(
                 "analyze", ("the agent is looking into the user's question", *found.reasons)

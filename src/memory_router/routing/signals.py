@@ -71,6 +71,23 @@ _IMPERATIVE = re.compile(
     r"|deploy|adjust|tweak|modify|edit|rewrite|clean up|translate)\b",
     re.IGNORECASE,
 )
+# The same requests in the other languages developers most often type to Cline: Spanish,
+# Portuguese, French, German (word-bounded), Chinese and Japanese (no word boundaries).
+_IMPERATIVE_OTHER = re.compile(
+    r"\b(?:arregla|corrige|corrija|implementa|implemente|añade|agrega|adicione|crea|crie"
+    r"|cambia|altere|elimina|remova|actualiza|atualize|conserte|répare|ajoute|implémente"
+    r"|crée|modifie|supprime|behebe|repariere|füge|implementiere|erstelle|ändere|entferne"
+    r"|aktualisiere|korrigiere|baue)\b"
+    r"|修复|实现|添加|修改|删除|创建|改成|修正して|実装して|追加して|変更して|削除して|作成して|直して",
+    re.IGNORECASE,
+)
+_ANALYZE_OTHER = re.compile(
+    r"\b(?:explica|explícame|explique|expliquer|explícalo|revisa|revise|analiza|analise"
+    r"|analysiere|compara|vergleiche|erkläre|erklären|warum|pourquoi"
+    r"|por ?qu[eé]|überprüfe|revois|évalue|bewerte|planifica|planeje)\b"
+    r"|解释|为什么|分析|比较|审查|评审|说明|説明|なぜ|分析して|比較|レビュー|どうして|仕組み",
+    re.IGNORECASE,
+)
 _IMPLEMENT = re.compile(
     r"\b(?:implement\w*|fix\w*|refactor\w*|bug|broken|crash\w*|failing|fails|error|exception"
     r"|traceback|stack trace|feature|endpoint|function|method|class|test|tests|script|compile"
@@ -91,7 +108,7 @@ _CODE = re.compile(
 _SMALL_TALK = re.compile(
     r"^\W*(?:hi|hello|hey|thanks|thank you|thx|ok|okay|great|cool|nice|yes|no|sure|good"
     r"|perfect|awesome|lgtm|looks good|makes sense|got it|understood|danke|merci|gracias"
-    r"|grazie|obrigad[oa])\b",
+    r"|grazie|obrigad[oa]|谢谢|ありがとう)",
     re.IGNORECASE,
 )
 _RECENT = 6  # messages looked at for recent tool activity
@@ -191,11 +208,9 @@ def _words(messages: list[ChatMessage]) -> tuple[str, str, int]:
 
 def word_scores(text: str) -> tuple[bool, int, int]:
     """Whether ``text`` tells the agent to change something; implement and analyze words."""
-    return (
-        bool(_IMPERATIVE.search(text)),
-        len(_IMPLEMENT.findall(text)),
-        len(_ANALYZE.findall(text)),
-    )
+    imperative = bool(_IMPERATIVE.search(text) or _IMPERATIVE_OTHER.search(text))
+    analyze = len(_ANALYZE.findall(text)) + len(_ANALYZE_OTHER.findall(text))
+    return imperative, len(_IMPLEMENT.findall(text)), analyze
 
 
 def read_signals(request: ChatCompletionRequest) -> RequestSignals:
