@@ -82,7 +82,7 @@ _IMPERATIVE_OTHER = re.compile(
     re.IGNORECASE,
 )
 _ANALYZE_OTHER = re.compile(
-    r"\b(?:explica|explícame|explique|expliquer|explícalo|revisa|revise|analiza|analise"
+    r"\b(?:explica|explícame|explique|expliquer|explícalo|revisa|analiza|analise"
     r"|analysiere|compara|vergleiche|erkläre|erklären|warum|pourquoi"
     r"|por ?qu[eé]|überprüfe|revois|évalue|bewerte|planifica|planeje)\b"
     r"|解释|为什么|分析|比较|审查|评审|说明|説明|なぜ|分析して|比較|レビュー|どうして|仕組み",
