@@ -1,0 +1,630 @@
+"""A generated Cline workload for ``bench/residency.py``: one developer's tasks, turn by turn.
+
+Every request is what cline 3.0.65 sends in native-tool mode: the captured system prompt and
+tools of ``tests/fixtures/cline/native_turn1.json`` (``native_plan_turn1.json`` in Plan mode),
+the whole conversation resent each turn, ``read_files`` / ``search_codebase`` / ``editor`` /
+``run_commands`` calls answered by ``role: "tool"`` messages of ``[{query, result, success}]``.
+
+A task: the memory bank is read (the custom instructions demand it), then a tool loop of 8-20
+turns; about half the tasks hold an analysis (at the start in Plan mode, or after the first
+implementation with a pasted log); some end with a short chat question; every task ends with
+"update memory bank". Housekeeping comes now and then: a title for the conversation, and
+Cline's condensing summary once the last request used 80 % of the 32768-token window.
+
+A request's true label is the work its answer does (reading the bank is ``memory``, the first
+look at the code ``implement``), except that the request carrying the bank's contents back is
+still ``memory``: the model digests the bank there. Everything comes from ``Random(seed)``.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from memory_router.tokens import count_tokens
+
+__all__ = ["CONDENSE_AT", "Reply", "TraceItem", "build_trace"]
+
+FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "cline"
+MODEL = "cline-memory-router"
+WS = "/home/dev/src/ledgerline"
+CONDENSE_AT = int(0.8 * 32768)
+"""Cline condenses once the last request's tokens pass 80 % of the context window."""
+BANK_FILES = (
+    *("projectbrief", "productContext", "systemPatterns"),
+    *("techContext", "activeContext", "progress"),
+)
+Json = dict[str, Any]
+Call = tuple[str, Json, str]  # tool name, arguments, the result Cline sends back
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the model answers (the emulator is scripted with it)."""
+
+    content: str
+    tool_calls: tuple[Json, ...] = ()
+
+
+@dataclass(frozen=True)
+class TraceItem:
+    index: int
+    task: int
+    label: str
+    note: str
+    body: Json
+    gap_s: float
+    reply: Reply
+    prompt_tokens: int
+    """cl100k tokens of every message and the tool definitions."""
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    symbol: str
+    test: str
+    files: tuple[str, ...]
+    text: str
+    question: str  # the same work asked as an analysis first (Plan mode)
+    review: str  # an analysis after the implementation; a log is pasted after it
+    chat: str
+
+
+def _spec(head: str, text: str, question: str, review: str, chat: str) -> TaskSpec:
+    symbol, test, *files = head.split()
+    paths = tuple(f"app/{f}.py" for f in files)
+    return TaskSpec(symbol, f"tests/{test}.py", paths, text, question, review, chat)
+
+
+TASKS = (
+    _spec(
+        "list_invoices test_invoices_api api/invoices db/queries schemas/invoice",
+        "Add limit/offset pagination to GET /invoices, with the total in an X-Total-Count "
+        "header. Keep the default page size at 50.",
+        "Explain how GET /invoices builds its query today and review whether offset "
+        "pagination stays fast with 200k invoices. Propose a plan, don't change code yet.",
+        "Before we go on, review the pagination change for edge cases. Staging logged this:",
+        "thanks! what does keyset pagination mean, compared to offset?",
+    ),
+    _spec(
+        "send_due_reminders test_reminders jobs/reminders jobs/scheduler db/models",
+        "Customers get the payment reminder twice when the scheduler restarts during a run. "
+        "Fix it so each reminder is sent at most once.",
+        "Why could a reminder be sent twice after a scheduler restart? Walk me through the "
+        "reminder job and its locking, and compare the options to make it exactly-once.",
+        "Can you review the reminder fix again? The worker log from last night:",
+        "thanks. what does at-least-once delivery mean exactly?",
+    ),
+    _spec(
+        "paid_invoices_between test_reports api/reports db/queries services/money",
+        "Add a streamed CSV export of paid invoices for a date range: GET /reports/paid.csv",
+        "How should we structure the CSV export so it does not load every invoice in memory? "
+        "Review the reports module and recommend an approach.",
+        "Review the export: are time zones and currencies handled right? A staging run:",
+        "great, thanks. what is the difference between a generator and a StreamingResponse?",
+    ),
+    _spec(
+        "handle_payment_webhook test_webhooks api/webhooks services/payments db/models",
+        "Retry failed payment webhooks with exponential backoff (max 6 attempts) and store an "
+        "idempotency key so a retried webhook never books a payment twice.",
+        "Investigate why some payments were booked twice last week: analyze the webhook "
+        "handler and the payment service, explain the root cause. Log excerpt below:",
+        "Review the retry logic: is the backoff bounded? The provider's delivery log:",
+        "thx - what is an idempotency key, in one sentence?",
+    ),
+    _spec(
+        "billing_email test_customers_api db/models schemas/customer api/customers",
+        "Rename Customer.billing_email to invoice_email everywhere, with an Alembic migration.",
+        "Plan the billing_email rename: which modules, migrations and API clients are "
+        "affected, and what are the trade-offs of keeping a deprecated alias?",
+        "Review the migration: will it lock the customers table for long? The staging run:",
+        "ok cool. what does the alembic 'batch_alter_table' mode do?",
+    ),
+    _spec(
+        "render_invoice_pdf test_pdf pdf/render pdf/layout services/money",
+        "Put the company logo and an EPC QR code for bank transfer on the invoice PDF.",
+        "Walk me through how the invoice PDF is rendered, from the template to the bytes, "
+        "and assess where a QR code would fit best.",
+        "Review the PDF change: the renderer logged warnings on staging:",
+        "nice, thanks. what does EPC stand for in EPC QR code?",
+    ),
+    _spec(
+        "invoice_total test_totals services/money services/totals schemas/invoice",
+        "Invoice totals are off by a cent on invoices with many lines. Fix the rounding.",
+        "Explain how totals and taxes are computed and where rounding happens; why can the "
+        "total differ from the sum of the lines?",
+        "Review the rounding fix against the accountant's report. The failing comparison:",
+        "thanks! what does ROUND_HALF_EVEN mean exactly?",
+    ),
+    _spec(
+        "RateLimiter test_rate_limit api/deps api/middleware settings",
+        "Add rate limiting to the public API: 100 requests a minute per key, else 429.",
+        "Compare a fixed window, a sliding window and a token bucket for our rate limit with "
+        "three API replicas behind the load balancer. Recommend one.",
+        "Review the limiter under load; the load test printed:",
+        "great. what's the difference between 429 and 503 for clients?",
+    ),
+)
+
+_NOUNS = ("invoice", "customer", "payment", "reminder", "line", "tax", "ledger", "export")
+_VERBS = ("load", "build", "validate", "apply", "render", "compute", "fetch", "store", "sync")
+_FIELDS = ("amount", "status", "due_date", "issued_at", "currency", "customer_id", "total")
+_BANK_TEXT = {
+    "projectbrief": "# Project Brief: Ledgerline\n\n## Goal\nLedgerline is invoicing for small "
+    "agencies (2-40 people): issue invoices in several currencies, chase payments, export "
+    "what the accountant needs. One deployment per customer, hosted by us.\n\n## Scope\n- "
+    "Invoices with line items, taxes per line, discounts, credit notes.\n- Payment reminders "
+    "by email on a schedule the agency chooses.\n- Payments booked from the provider's "
+    "webhooks (Stripe, GoCardless) and from bank statements.\n- Reports: open items, paid "
+    "invoices, VAT per quarter, CSV for accountants.\n\n## Out of scope\nPayroll, "
+    "expenses, time tracking (agencies use Harvest; we import its CSV).\n",
+    "productContext": "# Product Context\n\n## Why it exists\nAgencies lose money to late "
+    "invoices and forgotten reminders. Their accountants want clean exports, not PDFs.\n\n## "
+    "Users\n- Owners: issue invoices, look at the open items every Monday.\n- Office managers:"
+    " book payments, send reminders, answer customers.\n- Accountants (read only): exports "
+    "at the end of each quarter.\n\n## Experience goals\n- An invoice is issued in under a "
+    "minute from a Harvest import.\n- No customer is ever reminded twice for the same "
+    "invoice on the same day.\n- Every amount on screen equals the amount in the export, to "
+    "the cent.\n",
+    "systemPatterns": "# System Patterns\n\n## Architecture\nA FastAPI app (app/api) over a "
+    "service layer (app/services) and SQLAlchemy 2.0 models (app/db). Background jobs "
+    "(app/jobs) run in one scheduler process with APScheduler; they take a Postgres advisory "
+    "lock per job so a second scheduler waits.\n\n## Money\nAmounts are Decimal in the "
+    "invoice currency, never float. app/services/money.py owns rounding (ROUND_HALF_UP per "
+    "line, as the tax office wants).\n\n## Idempotency\nWebhook handlers store the "
+    "provider's event id; a repeated id answers 200 without booking again.\n\n## Errors\n"
+    "Services raise DomainError subclasses; app/api/errors.py maps them to problem+json.\n\n"
+    "## Testing\npytest with a Postgres per worker (pytest-xdist), factories in "
+    "tests/factories.py, time frozen with time-machine.\n\n## Modules\n{modules}",
+    "techContext": "# Tech Context\n\n## Stack\n- Python 3.12, FastAPI 0.115, SQLAlchemy 2.0 "
+    "(async), Alembic, Pydantic 2.\n- Postgres 16; Redis 7 for the rate limiter and job "
+    "locks' heartbeat.\n- WeasyPrint for PDFs; Jinja templates in app/pdf/templates.\n- "
+    "Emails through Postmark.\n\n## Development setup\n`uv sync`, `docker compose up db "
+    "redis`, `uv run alembic upgrade head`, `uv run pytest -q`. Lint: `uv run ruff check . && "
+    "uv run mypy app`.\n\n## Constraints\n- Three API replicas behind the load balancer; the "
+    "scheduler runs once.\n- p95 under 300 ms for list endpoints at 200k invoices.\n",
+    "activeContext": "# Active Context\n\n## Current focus\n{focus}\n\n## Recent decisions\n"
+    "- Keep money as Decimal end to end; the API serialises amounts as strings.\n- Reports "
+    "stream rows; never build a whole report in memory.\n{decisions}",
+    "progress": "# Progress\n\n## What works\n- Invoices, credit notes, taxes, discounts.\n- "
+    "Harvest import, PDF invoices, Postmark emails.\n- Stripe and GoCardless webhooks.\n"
+    "{done}\n## What is left\n- Bank statement import (CAMT.053).\n- Multi-user roles.\n\n## "
+    "Known issues\n- Reminder job occasionally slow on Monday mornings (n+1 queries).\n",
+}
+_STATEMENTS = (
+    "    {o} = row.{o} or Decimal(0)",
+    '    if strict and row.{f} is None:\n        raise DomainError("{n} {f} is missing")',
+    "    total = Decimal(0)\n    for line in row.lines:\n        total += (line.quantity * "
+    'line.unit_price).quantize(\n            Decimal("0.01"), rounding=ROUND_HALF_UP\n        )',
+    '    log.info("{v}_{n}", extra={{"id": row.id, "{o}": row.{o}}})',
+    "    row.updated_at = datetime.now(UTC)\n    await session.flush()",
+)
+_HEADER = (
+    "from __future__ import annotations\n\nimport logging\nfrom dataclasses import dataclass\n"
+    "from datetime import UTC, datetime\nfrom decimal import ROUND_HALF_UP, Decimal\n\n"
+    "from sqlalchemy import select\nfrom sqlalchemy.ext.asyncio import AsyncSession\n\n"
+    "from app.db.models import {m}, Customer, Invoice\nfrom app.services.errors import "
+    "DomainError, NotFound\n\nlog = logging.getLogger(__name__)\n\n\n@dataclass(frozen=True)\n"
+    "class {m}Row:"
+)
+
+
+def _fixture(name: str) -> Json:
+    data: Json = json.loads((FIXTURES / f"{name}.json").read_text(encoding="utf-8"))
+    return data
+
+
+@cache
+def _systems() -> dict[str, str]:
+    act = _fixture("native_turn1")["messages"][0]["content"]
+    rules = act[act.index("\n\n# Rules\n") :]  # the plan capture's workspace had no bank
+    plan = _fixture("native_plan_turn1")["messages"][0]["content"]
+    return {
+        "act": act.replace("/tmp/cline_capture/todo-app", WS),
+        "plan": plan.replace("/tmp/cline_capture/ws1", WS) + rules,
+    }
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _module(rng: random.Random, path: str) -> str:
+    """A plausible Python module: imports, a row type, 5-12 functions with bodies."""
+    model = rng.choice(_NOUNS).title()
+    stem = path.rsplit("/", 1)[-1].removesuffix(".py").replace("_", " ").title()
+    lines = [f'"""{stem}: {rng.choice(_VERBS)}ing {rng.choice(_NOUNS)}s."""\n']
+    lines += _HEADER.format(m=model).split("\n")
+    lines += [f"    {f}: {rng.choice(['Decimal', 'str', 'datetime', 'int'])}" for f in _FIELDS]
+    for _ in range(rng.randint(5, 12)):
+        verb, noun, fld = rng.choice(_VERBS), rng.choice(_NOUNS), rng.choice(_FIELDS)
+        lines += [
+            "\n",
+            f"async def {verb}_{noun}(session: AsyncSession, {noun}_id: int, "
+            f"*, strict: bool = True) -> {model}Row | None:",
+            f'    """{verb.title()} the {noun} and its {fld.replace("_", " ")}."""',
+            f"    query = select({model}).where({model}.id == {noun}_id)",
+            "    row = (await session.execute(query)).scalar_one_or_none()",
+            f'    if row is None:\n        raise NotFound(f"{noun} {{{noun}_id}} not found")',
+        ]
+        for _ in range(rng.randint(2, 6)):
+            line = rng.choice(_STATEMENTS)
+            lines.append(line.format(o=rng.choice(_FIELDS), f=fld, n=noun, v=verb))
+        lines.append(f"    return {model}Row(**{{f: getattr(row, f) for f in _FIELDS}})")
+    return "\n".join(lines) + "\n"
+
+
+def _pytest(rng: random.Random, test: str, symbol: str, passed: bool) -> str:
+    total, seconds = rng.randint(38, 140), f"{rng.uniform(2, 9):.2f}s"
+    out = (
+        f"{'=' * 29} test session starts {'=' * 30}\nplatform linux -- Python 3.12.7, "
+        f"pytest-8.3.4, pluggy-1.5.0\nrootdir: {WS}\nconfigfile: pyproject.toml\nplugins: "
+        f"anyio-4.6.2, xdist-3.6.1, time-machine-2.16.0\ncollected {total} items\n\n"
+    )
+    dots = "\n".join(f"{test} {'.' * rng.randint(8, 30)}   [{p:3d}%]" for p in (31, 64, 100))
+    if passed:
+        return f"{out}{dots}\n\n{'=' * 30} {total} passed in {seconds} {'=' * 30}"
+    name = f"test_{symbol.lower()}_{rng.choice(['edge', 'rounding', 'empty', 'twice', 'limit'])}"
+    got, want = rng.randint(2, 60), rng.randint(2, 60)
+    frames = "\n".join(
+        f"{WS}/app/{rng.choice(['services', 'api', 'jobs'])}/{rng.choice(_NOUNS)}.py:"
+        f"{rng.randint(20, 300)}: in {rng.choice(_VERBS)}_{rng.choice(_NOUNS)}\n"
+        "    row = (await session.execute(query)).scalar_one_or_none()"
+        for _ in range(rng.randint(3, 7))
+    )
+    return (
+        f"{out}{dots.replace('.', 'F', 1)}\n\n{'=' * 35} FAILURES {'=' * 35}\n{'_' * 22} "
+        f"{name} {'_' * 22}\n\n    async def {name}(client, factories):\n        inv = await "
+        "factories.invoice(lines=25)\n        resp = await client.get('/invoices')\n>       "
+        f"assert resp.json()['total'] == {want}\nE       AssertionError: assert {got} == {want}"
+        f"\n\n{frames}\n{'=' * 27} short test summary info {'=' * 28}\nFAILED {test}::{name} - "
+        f"AssertionError: assert {got} == {want}\n{'=' * 10} 1 failed, {total - 1} passed in "
+        f"{seconds} {'=' * 10}"
+    )
+
+
+def _log(rng: random.Random, lines: int) -> str:
+    out = []
+    for i in range(lines):
+        level, noun = rng.choices(["INFO", "WARNING", "ERROR"], [8, 2, 1])[0], rng.choice(_NOUNS)
+        out.append(
+            f"2026-11-{rng.randint(10, 20)}T{rng.randint(0, 23):02d}:{i % 60:02d}:"
+            f"{rng.randint(0, 59):02d}.{rng.randint(0, 999):03d}Z {level:<7} app.{noun} "
+            f"{rng.choice(_VERBS)}_{noun} {noun}_id={rng.randint(1000, 99999)} request_id="
+            f"{rng.getrandbits(64):016x} attempt={rng.randint(1, 4)} ms={rng.randint(3, 2400)}"
+        )
+        if level == "ERROR":
+            out.append(_TRACEBACK.format(line=rng.randint(40, 300)))
+    return "\n".join(out)
+
+
+_TRACEBACK = (
+    'Traceback (most recent call last):\n  File "/app/app/services/payments.py", line {line}, '
+    "in book_payment\n    await session.flush()\nsqlalchemy.exc.IntegrityError: duplicate key "
+    'value violates unique constraint "payments_provider_event_id_key"'
+)
+
+
+class Project:
+    """The workspace: generated Python sources (stable per path) and the memory bank."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        self.sources: dict[str, str] = {}
+        self.focus = "Paying down small bugs before the Q3 release."
+        self.decisions: list[str] = []
+        self.done: list[str] = []
+
+    def source(self, path: str) -> str:
+        if path not in self.sources:
+            self.sources[path] = _module(random.Random(f"{self.seed}:{path}"), path)
+        return self.sources[path]
+
+    def bank(self, name: str) -> str:
+        paths = sorted({path for spec in TASKS for path in (*spec.files, spec.test)})
+        return _BANK_TEXT[name].format(
+            focus=self.focus,
+            decisions="".join(f"- {d}\n" for d in self.decisions[-6:]),
+            done="".join(f"- {d}\n" for d in self.done),
+            modules="".join(f"- `{p}`: {self.source(p).split(chr(10))[0][3:-3]}\n" for p in paths),
+        )
+
+    def read(self, paths: list[str], ranges: dict[str, tuple[int, int]] | None = None) -> Call:
+        """A ``read_files`` call and its result: numbered lines, as Cline returns them."""
+        files, results = [], []
+        for path in paths:
+            bank = path.startswith("memory-bank/")
+            text = self.bank(path[12:-3]) if bank else self.source(path)
+            lines = text.rstrip("\n").split("\n")
+            start, end = (ranges or {}).get(path, (1, len(lines)))
+            entry: Json = {"path": f"{WS}/{path}"}
+            files.append(entry | ({"start_line": start, "end_line": end} if ranges else {}))
+            numbered = "\n".join(f"{start + i} | {x}" for i, x in enumerate(lines[start - 1 : end]))
+            results.append({"query": f"{WS}/{path}", "result": numbered, "success": True})
+        return ("read_files", {"files": files}, _compact(results))
+
+    def search(self, rng: random.Random, spec: TaskSpec) -> Call:
+        hits = []
+        for path in [*spec.files, spec.test, "app/api/errors.py", "app/jobs/scheduler.py"]:
+            lines = self.source(path).split("\n")
+            for n in sorted(rng.sample(range(len(lines)), rng.randint(1, 5))):
+                hits.append(f"{WS}/{path}:{n + 1}:{lines[n]}")
+        result = [{"query": spec.symbol, "result": "\n".join(hits), "success": True}]
+        return ("search_codebase", {"queries": [spec.symbol]}, _compact(result))
+
+    def edit(self, rng: random.Random, path: str) -> Call:
+        lines = self.source(path).split("\n")
+        start = rng.randrange(20, max(len(lines) - 20, 21))
+        old = "\n".join(lines[start : start + rng.randint(4, 14)])
+        note = f"    # {rng.choice(_VERBS)} the {rng.choice(_NOUNS)} first ({rng.choice(_FIELDS)})"
+        return _edit(path, old, "\n".join([note, old, *old.split("\n")[: rng.randint(2, 8)]]))
+
+
+def _edit(path: str, old: str, new: str) -> Call:
+    full = f"{WS}/{path}"
+    result = _compact([{"query": f"edit:{full}", "result": f"Edited {full}", "success": True}])
+    return ("editor", {"path": full, "old_text": old, "new_text": new}, result)
+
+
+def _command(command: str, output: str, ok: bool = True) -> Call:
+    result = _compact([{"query": command, "result": output, "success": ok}])
+    return ("run_commands", {"commands": [command]}, result)
+
+
+@dataclass
+class Builder:
+    """Collects trace items; counts tokens once per message."""
+
+    rng: random.Random
+    tools: dict[str, list[Json]]
+    items: list[TraceItem] = field(default_factory=list)
+    _tokens: dict[int, tuple[Json, int]] = field(default_factory=dict)
+
+    def message_tokens(self, message: Json) -> int:
+        if id(message) not in self._tokens:  # the message is kept: its id stays unique
+            calls = message.get("tool_calls") or ()
+            text = "".join(c["function"]["name"] + c["function"]["arguments"] for c in calls)
+            tokens = 4 + count_tokens(str(message.get("content") or "") + text)
+            self._tokens[id(message)] = (message, tokens)
+        return self._tokens[id(message)][1]
+
+    def emit(self, task: int, label: str, note: str, body: Json, reply: Reply) -> int:
+        """Add a request; returns its tokens plus the reply's (what Cline checks)."""
+        tokens = sum(self.message_tokens(m) for m in body["messages"])
+        tokens += count_tokens(json.dumps(body["tools"])) if body.get("tools") else 0
+        body = {**body, "stream": True, "stream_options": {"include_usage": True}}
+        gap = round(self.rng.uniform(0.0, 0.05), 4)
+        self.items.append(TraceItem(len(self.items), task, label, note, body, gap, reply, tokens))
+        args = "".join(_compact(c["arguments"]) for c in reply.tool_calls)
+        return tokens + count_tokens(reply.content + args)
+
+
+class Conversation:
+    """One Cline task: the messages it resends every turn."""
+
+    def __init__(self, b: Builder, task: int, mode: str, first: str) -> None:
+        self.b, self.task, self.mode = b, task, mode
+        self.messages: list[Json] = [{"role": "user", "content": first}]
+        self.calls = 0
+        self.last_total = 0
+        self.carrying_bank = False  # the next request brings the bank's contents back
+
+    def body(self, *extra: Json) -> Json:
+        system = {"role": "system", "content": _systems()[self.mode]}
+        return {
+            "model": MODEL,
+            "messages": [system, *self.messages, *extra],
+            "tools": self.b.tools[self.mode],
+            "tool_choice": "auto",
+        }
+
+    def user(self, text: str, mode: str | None = None) -> None:
+        self.mode = mode or self.mode
+        self.messages.append({"role": "user", "content": text})
+
+    def _condense(self) -> None:
+        """Cline's summary request; then the summary stands in for the older messages."""
+        ask = {
+            "role": "user",
+            "content": "Your task is to create a detailed summary of the conversation so far, "
+            "paying close attention to the user's explicit requests and your previous actions. "
+            "This summary will replace the earlier messages: include the files read and "
+            "changed, the commands run and their results, and the next step.",
+        }
+        done = [m for m in self.messages if m["role"] == "assistant"]
+        summary = "## Summary of the conversation so far\n\n" + "\n".join(
+            f"{i + 1}. {str(m.get('content') or '')[:220]}" for i, m in enumerate(done[-14:])
+        )
+        body = {"model": MODEL, "messages": self.body(ask)["messages"]}
+        self.b.emit(self.task, "meta", "condense", body, Reply(summary))
+        last = max(i for i, m in enumerate(self.messages) if m["role"] == "assistant")
+        tail = self.messages[last:]
+        self.messages = [self.messages[0], {"role": "assistant", "content": summary}, *tail]
+        self.last_total = 0
+
+    def ask(self, label: str, note: str, say: str, calls: list[Call] | None = None) -> None:
+        """A request answered by ``say`` and ``calls`` (none: a final answer)."""
+        if self.last_total > CONDENSE_AT:
+            self._condense()
+        calls = calls or []
+        reply = Reply(say, tuple({"name": n, "arguments": a} for n, a, _ in calls))
+        label, self.carrying_bank = "memory" if self.carrying_bank else label, False
+        self.last_total = self.b.emit(self.task, label, note, self.body(), reply)
+        ids = [f"call_t{self.task}_{self.calls + k}" for k in range(1, len(calls) + 1)]
+        self.calls += len(calls)
+        message: Json = {"role": "assistant", "content": say}
+        if calls:
+            message["tool_calls"] = [
+                {"id": i, "type": "function", "function": {"name": n, "arguments": _compact(a)}}
+                for i, (n, a, _) in zip(ids, calls, strict=True)
+            ]
+        self.messages.append(message)
+        for i, (_, _, result) in zip(ids, calls, strict=True):
+            self.messages.append({"role": "tool", "tool_call_id": i, "content": result})
+
+
+_SAY = {
+    "search": ("Let me find where {s} is defined and used.", "I'll search for {s} first."),
+    "read": ("Let me read the modules and the tests first.", "I need to see how {s} works."),
+    "edit": ("Now I'll update {f}.", "Applying the change to {f}.", "Fixing {f} accordingly."),
+    "test": ("Let me run the tests.", "Running the test suite to verify."),
+    "read_range": ("The failure points at {f}; let me look at that part again.",),
+    "lint": ("Tests pass; let me run the linters and type checks.",),
+}
+
+
+def _say(rng: random.Random, kind: str, spec: TaskSpec, path: str) -> str:
+    return rng.choice(_SAY[kind]).format(s=spec.symbol, f=f"{WS}/{path}")
+
+
+def _implement(c: Conversation, p: Project, spec: TaskSpec, turns: int, reads: int) -> None:
+    """An implementation loop of ``turns`` requests: reads, edit/test cycles, an answer."""
+    rng = c.b.rng
+    kinds = (["search"] if reads > 1 and rng.random() < 0.5 else []) + ["read"] * reads
+    kinds = kinds[: max(turns - 3, 0)]
+    while len(kinds) < turns - 1:
+        kinds += ["edit", rng.choice(["test", "test", "read_range", "lint"])]
+    kinds = kinds[: turns - 1]
+    kinds[-1] = "test"
+    to_read = [*spec.files, spec.test]
+    for i, kind in enumerate(kinds):
+        path = rng.choice(spec.files)
+        if kind == "search":
+            calls = [p.search(rng, spec)]
+        elif kind == "read":
+            k = rng.randint(1, 3)
+            batch, to_read = to_read[:k] or [path], to_read[k:]
+            calls = [p.read(batch)]
+        elif kind == "read_range":
+            start = rng.randint(1, 60)
+            calls = [p.read([path], {path: (start, start + rng.randint(30, 80))})]
+        elif kind == "edit":
+            calls = [p.edit(rng, q) for q in [path, spec.test][: rng.choice([1, 1, 2])]]
+        elif kind == "lint":
+            out = f"All checks passed!\nSuccess: no issues found in {rng.randint(40, 90)} files"
+            calls = [_command("uv run ruff check . && uv run mypy app", out)]
+        else:
+            last = i == len(kinds) - 1
+            out = _pytest(rng, spec.test, spec.symbol, passed=last)
+            calls = [_command(f"uv run pytest -q {spec.test}", out, ok=last)]
+        c.ask("implement", kind, _say(rng, kind, spec, path), calls)
+    done = "\n".join(f"- {_say(rng, 'edit', spec, f)}" for f in spec.files)
+    summary = f"Done. I changed {', '.join(spec.files[:2])} and extended {spec.test}.\n\n{done}"
+    c.ask("implement", "done", summary + "\n\nAll tests pass; ruff and mypy are clean.")
+
+
+def _analysis(c: Conversation, p: Project, spec: TaskSpec) -> None:
+    """Look around (1-3 turns), then explain: every request here is ``analyze``."""
+    rng = c.b.rng
+    for i in range(rng.randint(1, 3)):
+        if i == 0 and rng.random() < 0.5:
+            c.ask("analyze", "search", _say(rng, "search", spec, ""), [p.search(rng, spec)])
+        else:
+            path = spec.files[i % len(spec.files)]
+            c.ask("analyze", "read", "Let me read how this works today.", [p.read([path])])
+    points = "\n".join(
+        f"{n}. `{f}` {rng.choice(_VERBS)}s the {rng.choice(_NOUNS)} and "
+        f"{rng.choice(_VERBS)}s its {rng.choice(_FIELDS).replace('_', ' ')} in one "
+        f"transaction; the risk is {rng.choice(['a race', 'a lost update', 'a slow query'])} "
+        f"when two requests reach `{spec.symbol}` at once."
+        for n, f in enumerate(spec.files * 2, 1)
+    )
+    options = "\n".join(
+        f"- Option {k}: {rng.choice(_VERBS)} the {rng.choice(_NOUNS)} "
+        f"{rng.choice(['in the database', 'in Redis', 'in the service layer'])}; simple, but "
+        f"{rng.choice(['it locks', 'it costs a query', 'it needs a migration'])}."
+        for k in "ABC"
+    )
+    answer = f"## How it works\n\n{points}\n\n## Options\n\n{options}\n\n## Recommendation\n\n"
+    c.ask("analyze", "explain", answer + f"Option A, with a test calling `{spec.symbol}`.")
+
+
+def _read_bank(c: Conversation, p: Project) -> None:
+    paths = [f"memory-bank/{n}.md" for n in BANK_FILES]
+    say = "I'll start by reading the memory bank, as my custom instructions require."
+    if c.b.rng.random() < 0.6:
+        c.ask("memory", "bank read", say, [p.read(paths)])
+    else:
+        c.ask("memory", "bank read 1/2", say, [p.read(paths[:3])])
+        c.ask("memory", "bank read 2/2", "Now the rest of the memory bank.", [p.read(paths[3:])])
+    c.carrying_bank = True
+
+
+def _update_bank(c: Conversation, p: Project, spec: TaskSpec) -> None:
+    paths = [f"memory-bank/{n}.md" for n in BANK_FILES]
+    c.ask("memory", "bank review", "I'll review every memory bank file first.", [p.read(paths)])
+    old_focus, p.focus = p.focus, f"Just finished: {spec.text}"
+    p.decisions.append(f"{spec.symbol}: {c.b.rng.choice(_VERBS)} in the service layer, tested.")
+    p.done.append(spec.text.split(".")[0])
+    edits = [
+        _edit("memory-bank/activeContext.md", old_focus, p.focus),
+        _edit("memory-bank/progress.md", "## What is left", f"- {p.done[-1]}\n\n## What is left"),
+    ]
+    c.ask("memory", "bank write", "Updating activeContext.md and progress.md.", edits)
+    text = "The memory bank is updated: activeContext.md has the new focus and decisions."
+    c.ask("memory", "bank done", text)
+
+
+_OPENERS = ("", "Follow your custom instructions. ", "follow your custom instructions, then: ")
+_GO = ("Looks good, go ahead and implement it.", "ok, do it", "Sounds right. Implement option A.")
+_FIX = ("ok, please fix what you found", "good catch, fix it", "fix those and rerun the tests")
+_UPDATE = ("update memory bank", "umb", "Please update the memory bank with what we did.")
+_TOOLS = {"act": "native_turn1", "plan": "native_plan_turn1"}
+
+
+def _chat(c: Conversation, spec: TaskSpec) -> None:
+    rng = c.b.rng
+    c.user(spec.chat)
+    answer = " ".join(
+        f"In short: it is about how the {rng.choice(_NOUNS)} is {rng.choice(_VERBS)}ed when "
+        "two requests arrive at once, and what the client sees then."
+        for _ in range(rng.randint(2, 5))
+    )
+    c.ask("chat", "chat", answer + f" In our code `{spec.symbol}` relies on it.")
+
+
+def _title(b: Builder, task: int, text: str) -> None:
+    ask = "Generate a concise title for this conversation (at most six words). Reply with the "
+    messages = [
+        {"role": "system", "content": "You write short, descriptive titles."},
+        {"role": "user", "content": f"{ask}title only.\n\n{text}"},
+    ]
+    b.emit(task, "meta", "title", {"model": MODEL, "messages": messages}, Reply(text[:40]))
+
+
+def build_trace(seed: int, tasks: int) -> list[TraceItem]:
+    """``tasks`` Cline tasks one after another, as one developer works."""
+    rng = random.Random(seed)
+    tools = {mode: _fixture(name)["tools"] for mode, name in _TOOLS.items()}
+    b = Builder(rng, tools)
+    project = Project(seed)
+    order = rng.sample(range(len(TASKS)), len(TASKS))
+    analysed = set(rng.sample(range(tasks), tasks // 2))  # half the tasks, where is random
+    for n in range(tasks):
+        spec = TASKS[order[n % len(order)]]
+        analysis = rng.choice(["start", "middle"]) if n in analysed else None
+        log = f"\n\n```\n{_log(rng, rng.randint(30, 140))}\n```"
+        first = rng.choice(_OPENERS) + (spec.question if analysis == "start" else spec.text)
+        first += log if analysis == "start" and first.endswith(":") else ""
+        c = Conversation(b, n, "plan" if analysis == "start" else "act", first)
+        if rng.random() < 0.5:
+            _title(b, n, first[:400])
+        _read_bank(c, project)
+        if analysis == "start":
+            _analysis(c, project, spec)
+            c.user(rng.choice(_GO), mode="act")
+        _implement(c, project, spec, rng.randint(8, 20), reads=rng.randint(1, 3))
+        if analysis == "middle":
+            c.user(spec.review + log)
+            _analysis(c, project, spec)
+            c.user(rng.choice(_FIX))
+            _implement(c, project, spec, rng.randint(3, 6), reads=0)
+        if rng.random() < 0.5:
+            _chat(c, spec)
+        c.user(rng.choice(_UPDATE))
+        _update_bank(c, project, spec)
+    return b.items
