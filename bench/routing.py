@@ -75,7 +75,7 @@ def accuracy(examples: ExampleIndex | None, cases: list[Any]) -> dict[str, Any]:
         routing = engine(examples)  # a fresh engine: no session from another case
         request = parse_request(ChatCompletionRequest, case.body)
         decision = routing.decide(request, View(), remember=False)
-        got = str(decision.task)
+        got = str(decision.signals["class"])
         confusion[(case.label, got)] += 1
         if got != case.label:
             wrong.append({"id": case.id, "label": case.label, "got": got,

@@ -79,7 +79,7 @@ def test_an_implementation_loop_is_worth_loading_the_coder() -> None:
     decision = decide("implement", view(resident(FAST, pinned=True)))
     assert decision.model == CODER
     assert decision.evicts == (FAST,)
-    assert "loads ~10s at num_ctx 32768, evicting qwen3:30b-a3b" in decision.reasons[-1]
+    assert "loads ~9.9s at num_ctx 32768, evicting qwen3:30b-a3b" in decision.reasons[-1]
 
 
 def test_analysis_stays_on_a_resident_model_rather_than_load_the_largest() -> None:

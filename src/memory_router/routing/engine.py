@@ -151,28 +151,34 @@ class RoutingEngine:
         started = time.perf_counter()
         signals = read_signals(request)
         classification = self.classify(signals)
+        task, reasons = classification.task, classification.reasons
+        if (
+            signals.bank_rules
+            and signals.first_turn
+            and task in ("implement", "analyze", "chat")
+            and not signals.memory.files_read
+        ):
+            # The model's work this turn is reading the bank, whatever the task is.
+            reasons = (
+                *reasons,
+                f"the user's rules read the memory bank first: this {task} task starts as "
+                f"memory work",
+            )
+            task = "memory"
         prompt = self.tokens.prompt_tokens(request)
         output = request.output_limit() or self.reserved_output
         key = session_key(request)
         session = self._session(key, self._clock())
         ratios = {spec.name: self.tokens.ratio(spec.name) for spec in self.catalog}
         view = replace(view, token_ratio=ratios)
-        decision = choose(
-            classification.task,
-            prompt,
-            output,
-            self.catalog,
-            view,
-            self.settings,
-            classification.reasons,
-            session,
-        )
+        decision = choose(task, prompt, output, self.catalog, view, self.settings, reasons, session)
         if remember:
             self.remember(key, decision)
         return replace(
             decision,
             session=key,
             signals={
+                "class": classification.task,
                 "class_via": classification.via,
                 "class_scores": classification.scores,
                 "tool_style": signals.tool_style,

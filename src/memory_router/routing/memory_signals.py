@@ -534,13 +534,19 @@ def read_memory_signals(request: ChatCompletionRequest) -> MemorySignals:
         # A read request lapses once the bank was read and the agent went on to other work.
         touched = {call.message for call in calls}
         read_seen = moved_on = False
+        other_work = 0  # turns of other tool work since the message, bank reads or not
         for index in assistants:
             if index <= human:
                 continue
             if index in touched:
                 read_seen, moved_on = True, False
-            elif read_seen and (index in work or _XML_WORK.search(text_of(index))):
-                moved_on = True
+            elif index in work or _XML_WORK.search(text_of(index)):
+                other_work += 1
+                moved_on = moved_on or read_seen
+        # A condensed conversation may no longer show the bank reads: two turns of other work
+        # after the request mean the agent has moved on all the same.
+        if not read_seen and other_work >= 2:
+            read_seen = moved_on = True
         if read_seen and moved_on:
             reasons.append(f'user said "{said}"; the bank was read and the agent moved on')
             phrase = "none"

@@ -208,9 +208,10 @@ def choose(
     if load and load.loads:
         what = "reloads" if load.reload else "loads"
         gone = f", evicting {', '.join(load.evicts)}" if load.evicts else ""
+        seconds = f"{chosen.load_s:.0f}" if chosen.load_s >= 10 else f"{chosen.load_s:.1f}"
         why.append(
             f"{task} -> {chosen.spec.name} (fit {chosen.spec.task_fit[task]:.2f}, {what} "
-            f"~{chosen.load_s:.0f}s at num_ctx {chosen.num_ctx}{gone})"
+            f"~{seconds}s at num_ctx {chosen.num_ctx}{gone})"
         )
     else:
         where = "resident" if load else "no load"

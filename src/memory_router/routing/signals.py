@@ -63,7 +63,8 @@ _META = re.compile(
     re.IGNORECASE | re.MULTILINE,
 )
 _IMPERATIVE = re.compile(
-    r"(?:^|[.!?\n]\s*|\b(?:please|now|then|and|also|can you|could you|let's|go ahead and)\s+)"
+    r"(?:^|[.!?,;:\n]\s*|\b(?:please|now|then|and|also|so|can you|could you|let's"
+    r"|go ahead and)\s+)"
     r"(?:implement|fix|add|write|refactor|rename|create|build|make|change|update|remove"
     r"|delete|migrate|convert|replace|port|bump|upgrade|install|configure|wire|hook up"
     r"|set up|setup|extract|move|split|merge|optimi[sz]e|speed up|handle|support|introduce"
@@ -112,6 +113,9 @@ _SMALL_TALK = re.compile(
     re.IGNORECASE,
 )
 _RECENT = 6  # messages looked at for recent tool activity
+# Literal markers of the memory-bank rules (Cline's documented .clinerules/memory-bank.md),
+# which tell the agent to read every bank file at the start of every task.
+_BANK_RULES = ("# Cline's Memory Bank", ".clinerules/memory-bank.md")
 _HEAD = 2000  # characters of the user's words searched for keywords
 
 
@@ -134,6 +138,8 @@ class RequestSignals:
     analyze_words: int
     small_talk: bool
     code: bool  # code or a diff in the user's latest words or the last assistant turn
+    bank_rules: bool  # the user's rules (in the system prompt) keep a Cline memory bank
+    first_turn: bool  # no assistant turn yet: the start of a task
     estimated_tokens: int
     conversation_tokens: int  # the estimate without the system prompt and tools
     messages: int
@@ -255,6 +261,8 @@ def read_signals(request: ChatCompletionRequest) -> RequestSignals:
         analyze_words=analyze_words,
         small_talk=bool(_SMALL_TALK.match(head)) and len(head) < 80,
         code=bool(_CODE.search(head, 0) or _CODE.search(last_assistant[-4000:])),
+        bank_rules=any(marker in system for marker in _BANK_RULES),
+        first_turn=not any(m.role == "assistant" for m in messages),
         estimated_tokens=estimate_tokens(request),
         conversation_tokens=sum(len(m.text()) for m in messages if m.role != "system") // 4,
         messages=len(messages),
