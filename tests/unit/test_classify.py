@@ -342,3 +342,32 @@ def test_naming_the_bank_in_a_code_change_is_not_memory_work() -> None:
     text = "fix the crash in the indexer when a memory-bank file is saved twice"
     assert task_of(request(user(text))) == "implement"
     assert task_of(request(user("what does the memory bank say about auth?"))) == "memory"
+
+
+def test_a_condensed_read_request_lapses_after_other_work() -> None:
+    req = request(
+        user("<task>\nFollow your custom instructions. Add a --force flag to `sync`.\n</task>"),
+        {"role": "assistant", "content": "Summary so far: the bank was read; cli.py holds sync."},
+        native_call("write_to_file", '{"path": "cli.py", "content": "x"}', "c1"),
+        {"role": "tool", "tool_call_id": "c1", "content": "saved"},
+        native_call("execute_command", '{"command": "pytest"}', "c2"),
+        {"role": "tool", "tool_call_id": "c2", "content": "3 passed"},
+        tools=TOOLS,
+    )
+    assert task_of(req) == "implement"
+
+
+def test_an_imperative_after_a_comma_is_not_small_talk() -> None:
+    assert task_of(request(user("good catch, fix it"))) == "implement"
+
+
+def test_first_turn_in_a_bank_workspace_is_served_as_memory_work() -> None:
+    rules = {"role": "system", "content": "You are Cline.\n# Rules\n# Cline's Memory Bank\n..."}
+    req = request(rules, user("<task>\nAdd a --force flag to sync\n</task>"), tools=TOOLS)
+    decision = route(req)
+    assert decision.signals["class"] == "implement"
+    assert decision.task == "memory"
+    assert decision.model == FAST
+    assert "the user's rules read the memory bank first" in decision.reasons[-2]
+    # Without the rules, or once the agent has answered, the class stands.
+    assert route(request(user("Add a --force flag to sync"), tools=TOOLS)).task == "implement"
