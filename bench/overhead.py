@@ -89,6 +89,12 @@ def start_router(port: int, upstream: int, workdir: Path) -> subprocess.Popen[by
                 "server": {"port": port},
                 "ollama": {"base_url": f"http://127.0.0.1:{upstream}"},
                 "embedded": {"mode": "never"},
+                # The fast upstream runs every request at once: no admission limit to hit.
+                "routing": {
+                    "queue": {"max_running_per_model": 64, "max_waiting_per_model": 1024},
+                    "warm_pinned": False,
+                },
+                "logging": {"decision_log": {"path": str(workdir / "decisions.jsonl")}},
             }
         )
     )
