@@ -126,3 +126,35 @@ def test_admission_counts_and_limits(emulator: OllamaEmulator) -> None:
         await close(monitor)
 
     asyncio.run(run())
+
+
+def test_two_requests_evicting_each_others_model_do_not_deadlock(
+    emulator: OllamaEmulator,
+) -> None:
+    fast = "qwen3:30b-a3b"
+    to_coder = Decision(CODER, "ollama", 32768, "30m", "implement", ("r",), evicts=(fast,))
+    to_fast = Decision(fast, "ollama", 32768, -1, "memory", ("r",), evicts=(CODER,))
+
+    async def run() -> None:
+        monitor = await monitor_for(emulator)
+        first = monitor.admit(to_coder)
+        second = monitor.admit(to_fast)  # admitted, waiting for room: not running yet
+
+        async def go(admission: object, decision: Decision, hold_s: float) -> float:
+            await monitor.make_room(decision, admission)  # type: ignore[arg-type]
+            started = asyncio.get_running_loop().time()
+            await asyncio.sleep(hold_s)  # the request runs
+            admission.release()  # type: ignore[attr-defined]
+            return started
+
+        async with asyncio.timeout(10):
+            coder_at, fast_at = await asyncio.gather(
+                go(first, to_coder, 0.3), go(second, to_fast, 0.0)
+            )
+        # One went first; the other waited for it to finish before unloading its model.
+        assert abs(coder_at - fast_at) >= 0.3
+        assert sorted(model for model, _ in emulator.unload_requests) == sorted([CODER, fast])
+        assert all(in_flight == 0 for _, in_flight in emulator.unload_requests)
+        await close(monitor)
+
+    asyncio.run(run())

@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import structlog
@@ -56,20 +56,30 @@ class _Host:
     strict_gpu_fit: bool
     loaded: tuple[Resident, ...] = ()
     known: bool = False
+    evicting: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 class Admission:
-    """A request's place on a model: released exactly once when the request ends."""
+    """A request's place on a model: running once started, released exactly once."""
 
     def __init__(self, monitor: ResidencyMonitor, model: str, changes: bool) -> None:
         self._monitor = monitor
         self.model = model
         self._changes = changes
+        self._started = False
         self._done = False
+
+    def start(self) -> None:
+        """The request now runs on the backend (room has been made)."""
+        if not self._started and not self._done:
+            self._started = True
+            self._monitor._count_running(self.model, +1)
 
     def release(self) -> None:
         if not self._done:
             self._done = True
+            if self._started:
+                self._monitor._count_running(self.model, -1)
             self._monitor._release(self.model, self._changes)
 
 
@@ -93,9 +103,13 @@ class ResidencyMonitor:
                 self.hosts[name] = _Host(backend, budget, strict_gpu_fit=budget.vram_bytes > 0)
         self.profiles: dict[str, Profile] = {}
         self.in_flight: dict[str, int] = {}
+        """Requests admitted per model: running, or waiting for room to be made."""
+        self.running: dict[str, int] = {}
+        """Requests running on each model's backend. Evictions wait for these only: two
+        requests each waiting for the other's model to be unloaded must not deadlock."""
         self.last_used: dict[str, float] = {}
         self._sizes: dict[str, dict[int, int]] = {}  # model -> {num_ctx: size from /api/ps}
-        self._idle: dict[str, asyncio.Event] = {}
+        self._changed = asyncio.Event()
         self._clock = clock
         self._refresh_task: asyncio.Task[None] | None = None
         self._refreshed_at = -_REFRESH_MIN_S
@@ -278,33 +292,42 @@ class ResidencyMonitor:
             vram_free = max(host.budget.vram_bytes - sum(r.size_vram for r in staying), 0)
             expected = Resident(decision.model, decision.num_ctx, size, min(size, vram_free))
             host.loaded = (*staying, expected)
-        event = self._idle.setdefault(decision.model, asyncio.Event())
-        event.clear()
         return Admission(self, decision.model, decision.loads or bool(decision.evicts))
 
+    def _count_running(self, model: str, delta: int) -> None:
+        self.running[model] = max(self.running.get(model, 0) + delta, 0)
+        self._changed.set()
+        self._changed = asyncio.Event()
+
     def _release(self, model: str, changed: bool) -> None:
-        count = self.in_flight.get(model, 1) - 1
-        self.in_flight[model] = max(count, 0)
+        self.in_flight[model] = max(self.in_flight.get(model, 1) - 1, 0)
         self.last_used[model] = self._clock()
-        if count <= 0:
-            self._idle.setdefault(model, asyncio.Event()).set()
         self.refresh_soon(changed)
 
-    async def make_room(self, decision: Decision) -> None:
-        """Unload the decision's victims, each once its in-flight requests have finished."""
+    async def make_room(self, decision: Decision, admission: Admission | None = None) -> None:
+        """Unload the decision's victims, each once the requests running on it have finished.
+
+        Requests admitted to a victim but still waiting for room themselves do not count: they
+        will wait in turn for this request's model. Room is made one request at a time per
+        host, and the request counts as running (``admission``) before the next one looks."""
         host = self.hosts.get(decision.backend)
         if host is None:
+            if admission is not None:
+                admission.start()
             return
+        async with host.evicting:
+            await self._evict(host, decision)
+            if admission is not None:
+                admission.start()
+
+    async def _evict(self, host: _Host, decision: Decision) -> None:
         for victim in decision.evicts:
             if victim == decision.model:
                 continue
-            idle = self._idle.setdefault(victim, asyncio.Event())
-            if self.in_flight.get(victim, 0) == 0:
-                idle.set()
             try:
                 async with asyncio.timeout(_DRAIN_TIMEOUT_S):
-                    while self.in_flight.get(victim, 0) > 0:
-                        await idle.wait()
+                    while self.running.get(victim, 0) > 0:
+                        await self._changed.wait()
             except TimeoutError:
                 log.warning("evict_gave_up", model=victim, reason="still busy")
                 continue

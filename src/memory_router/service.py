@@ -289,7 +289,9 @@ class RouterService:
         admission = self.monitor.admit(decision) if self.monitor is not None else None
         try:
             if self.monitor is not None and decision.evicts:
-                await self.monitor.make_room(decision)
+                await self.monitor.make_room(decision, admission)
+            elif admission is not None:
+                admission.start()
             async with aclosing(events) as stream:
                 async for event in stream:
                     if isinstance(event, Finish):
