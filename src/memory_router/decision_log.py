@@ -29,6 +29,7 @@ __all__ = ["PROMPT_KEYS", "DecisionLog", "read_records"]
 PROMPT_KEYS: frozenset[str] = frozenset({"prompt", "prompt_text", "messages"})
 """Keys holding what the user wrote; dropped at any depth unless prompts may be logged."""
 _DAY_S = 86_400.0
+_GATHER_S = 0.05
 _WARN_EVERY_S = 60.0
 _MAX_BATCH = 1000
 _STAMP = "%Y%m%dT%H%M%S%fZ"
@@ -44,10 +45,17 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def _scrub(value: Any) -> Any:
-    if isinstance(value, Mapping):
+    # Exact types first: isinstance against the Mapping ABC costs a microsecond a value.
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if kind is dict or (kind is not list and kind is not tuple and isinstance(value, Mapping)):
         return {k: _scrub(v) for k, v in value.items() if k not in PROMPT_KEYS}
-    if isinstance(value, list | tuple):
+    if kind is list or kind is tuple:
         return [_scrub(v) for v in value]
     return value
 
@@ -177,7 +185,14 @@ class DecisionLog:
         lines: list[bytes] = []  # written when the queue runs dry, at a marker, or when full
         while True:
             try:
-                item = self._queue.get(block=not lines)
+                if lines:
+                    item = self._queue.get(block=False)
+                else:
+                    item = self._queue.get()
+                    # Let a batch gather: one wake-up and one write per burst of requests,
+                    # not per request (each wake-up takes the GIL from the event loop).
+                    if isinstance(item, bytes):
+                        time.sleep(_GATHER_S)
             except queue.Empty:
                 item = b""
             if isinstance(item, bytes) and item:

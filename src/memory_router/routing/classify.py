@@ -37,29 +37,24 @@ _PROJECT_REF = re.compile(
 _QUESTION = re.compile(
     r"\W*(?:\w+[,.!]\s+)?(?:what|how|why|when|where|which|who|is|are|does|do|can|could|should"
     r"|would|was|were|remind me)\b",
-    re.IGNORECASE,
 )
 _ASK_VERB = re.compile(
     r"\b(?:explain|review|analy[sz]e|investigate|compare|audit|summari[sz]e"
     r"|walk me through|assess|evaluate|diagnose)\b",
-    re.IGNORECASE,
 )
 _NO_CHANGE = re.compile(
     r"\b(?:do(?:n'?t| not)\s+(?:change|edit|modify|touch|fix|write|implement)\w*"
     r"|no (?:edits|changes|code changes)|without (?:changing|editing|fixing)"
     r"|(?:just|only) (?:explain|tell me|review|comments?)|comments only|read[- ]only"
     r"|not (?:fix|change) (?:it|anything)|fix it myself)\b",
-    re.IGNORECASE,
 )
 _GO_AHEAD = re.compile(
     r"\b(?:go ahead|proceed|do it|go for it|let'?s do (?:it|this)|ship it|make it so"
     r"|sounds good,? (?:do|go)|start (?:implementing|coding)|implement (?:it|this|that))\b",
-    re.IGNORECASE,
 )
 _BANK_OBJECT = re.compile(
     r"\b(?:add|record|note|write|put|update|document|log|mention|save|keep|capture)\b.{0,50}"
-    r"(?:memory[ -]?bank|\b\w+(?:brief|Context|Patterns)\.md|progress\.md)",
-    re.IGNORECASE,
+    r"(?:memory[ -]?bank|\b\w+(?:brief|context|patterns)\.md|progress\.md)",
 )
 _PARAGRAPH = re.compile(r"\n\s*\n|```|\n(?=\S*\s*(?:\d{4}-\d\d-\d\d|#|\||---|\+\+\+|@@))")
 _PASTE_LINES = 8  # lines in the user's words from which they count as a pasted log or file
@@ -96,7 +91,7 @@ def _scores(signals: RequestSignals, text: str) -> tuple[float, float]:
     For a pasted log or file only the words around it count: a stack trace says "error" and
     "exception" without asking for anything."""
     if _pasted(text):
-        imperative, implement_words, analyze_words = word_scores(_lead(text))
+        imperative, implement_words, analyze_words = word_scores(_lead(text).lower())
     else:
         imperative = signals.imperative
         implement_words, analyze_words = signals.implement_words, signals.analyze_words
@@ -113,10 +108,10 @@ def _pasted(text: str) -> bool:
 
 def _general_question(signals: RequestSignals) -> bool:
     """A short question about tools or the world, not about the project's code."""
-    text = signals.human_text
+    text, low = signals.human_text, signals.human_lower
     return (
-        bool(_QUESTION.match(text) or text.rstrip().endswith(("?", "？")))
-        and not _ASK_VERB.search(text)
+        bool(_QUESTION.match(low) or text.rstrip().endswith(("?", "？")))
+        and not _ASK_VERB.search(low)
         and len(text.split()) <= 25
         and not _pasted(text)
         and not _PROJECT_REF.search(text)
@@ -127,18 +122,18 @@ def _from_words(
     signals: RequestSignals, similar: Mapping[TaskClass, float] | None, min_similarity: float
 ) -> Classification | None:
     """The class the user's latest words give, or None when they say too little."""
-    text = signals.human_text
+    text, low = signals.human_text, signals.human_lower
     implement, analyze = _scores(signals, text)
     scores = {"implement": implement, "analyze": analyze}
-    if _NO_CHANGE.search(text):
+    if _NO_CHANGE.search(low):
         return Classification("analyze", ("the user asks not to change anything",), scores)
-    if _GO_AHEAD.search(text):
+    if _GO_AHEAD.search(low):
         return Classification("implement", ("the user says to go ahead",), scores)
     if signals.small_talk and not (signals.imperative or signals.analyze_words):
         return Classification("chat", ("small talk",), scores)
     if _general_question(signals) and not signals.imperative:
         return Classification("chat", ("a short general question",), scores, "keywords")
-    if _pasted(text) and analyze >= implement and (_QUESTION.search(_lead(text)) or analyze):
+    if _pasted(text) and analyze >= implement and (_QUESTION.search(_lead(low)) or analyze):
         return Classification("analyze", ("a pasted log or file with a question",), scores)
     margin = abs(implement - analyze)
     if margin >= _DECISIVE or (margin > 0 and not similar):
@@ -175,7 +170,7 @@ def classify(
         phase = signals.memory.phase
         return Classification("memory", (f"memory bank {phase}", *signals.memory.reasons[:2]))
     if signals.mentions_memory_bank and (
-        not signals.imperative or _BANK_OBJECT.search(signals.human_text)
+        not signals.imperative or _BANK_OBJECT.search(signals.human_lower)
     ):
         return Classification("memory", ("the user names the memory bank or one of its files",))
 
@@ -199,7 +194,7 @@ def classify(
     found = _from_words(signals, similar, min_similarity)
     if found is not None and found.task == "chat":
         text = signals.human_text
-        if _QUESTION.match(text) or text.rstrip().endswith(("?", "？")):
+        if _QUESTION.match(signals.human_lower) or text.rstrip().endswith(("?", "？")):
             # The agent reads and runs things to answer the user's question: analysis.
             return Classification(
                 "analyze", ("the agent is looking into the user's question", *found.reasons)

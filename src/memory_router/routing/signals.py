@@ -28,11 +28,12 @@ LOOK_TOOLS = READ_TOOLS | frozenset(
     {"list_files", "search_files", "list_code_definition_names", "codebase_search", "grep"}
 )
 _ALL_TOOLS = EDIT_TOOLS | LOOK_TOOLS
+# The word patterns below are matched against lower-cased text, so they are written in lower
+# case and compiled without IGNORECASE (two to three times faster on these alternations).
 _XML_TOOL = re.compile(r"<(" + "|".join(sorted(_ALL_TOOLS)) + r")>")
 _MENTIONS_BANK = re.compile(
-    r"\bmemory[ -]?bank\b|\b(?:projectbrief|productContext|systemPatterns|techContext"
-    r"|activeContext|progress)\.md\b",
-    re.IGNORECASE,
+    r"\bmemory[ -]?bank\b|\b(?:projectbrief|productcontext|systempatterns|techcontext"
+    r"|activecontext|progress)\.md\b",
 )
 # Cline's own housekeeping turns: context condensing and task hand-off instructions.
 _CLIENT_INSTRUCTION = re.compile(
@@ -42,7 +43,7 @@ _CLIENT_INSTRUCTION = re.compile(
 _META_NO_TOOLS = re.compile(
     r"^\s*(?:generate|write|create|suggest|give|propose)\b.{0,40}\b(?:title|follow[- ]?ups?"
     r"|commit message)",
-    re.IGNORECASE | re.MULTILINE,
+    re.MULTILINE,
 )
 _CHAT_THING = r"(?:conversation|chat|thread|session|discussion|task)"
 _META = re.compile(
@@ -57,10 +58,10 @@ _META = re.compile(
     r"|\bfollow[- ]?up (?:questions|suggestions|prompts)"
     r"|^\W*(?:please\s+)?(?:a\s+)?(?:conventional\s+)?commit message\b"
     r"|\b(?:(?:write|generate|create|draft|suggest)s?|give me|need)\b.{0,30}\bcommit messages?"
-    r"|\b(?:write|generate|draft)s?\b.{0,20}\b(?:PR|pull request) description"
+    r"|\b(?:write|generate|draft)s?\b.{0,20}\b(?:pr|pull request) description"
     r"|\bgenerate\b.{0,80}\b(?:chat history|the conversation)\b"
     r"|\bhandoff note\b",
-    re.IGNORECASE | re.MULTILINE,
+    re.MULTILINE,
 )
 _IMPERATIVE = re.compile(
     r"(?:^|[.!?,;:\n]\s*|\b(?:please|now|then|and|also|so|can you|could you|let's"
@@ -70,7 +71,6 @@ _IMPERATIVE = re.compile(
     r"|set up|setup|extract|move|split|merge|optimi[sz]e|speed up|handle|support|introduce"
     r"|generate|scaffold|patch|correct|resolve|finish|complete|continue|apply|run|debug"
     r"|deploy|adjust|tweak|modify|edit|rewrite|clean up|translate)\b",
-    re.IGNORECASE,
 )
 # The same requests in the other languages developers most often type to Cline: Spanish,
 # Portuguese, French, German (word-bounded), Chinese and Japanese (no word boundaries).
@@ -80,20 +80,17 @@ _IMPERATIVE_OTHER = re.compile(
     r"|crée|modifie|supprime|behebe|repariere|füge|implementiere|erstelle|ändere|entferne"
     r"|aktualisiere|korrigiere|baue)\b"
     r"|修复|实现|添加|修改|删除|创建|改成|修正して|実装して|追加して|変更して|削除して|作成して|直して",
-    re.IGNORECASE,
 )
 _ANALYZE_OTHER = re.compile(
     r"\b(?:explica|explícame|explique|expliquer|explícalo|revisa|analiza|analise"
     r"|analysiere|compara|vergleiche|erkläre|erklären|warum|pourquoi"
     r"|por ?qu[eé]|überprüfe|revois|évalue|bewerte|planifica|planeje)\b"
     r"|解释|为什么|分析|比较|审查|评审|说明|説明|なぜ|分析して|比較|レビュー|どうして|仕組み",
-    re.IGNORECASE,
 )
 _IMPLEMENT = re.compile(
     r"\b(?:implement\w*|fix\w*|refactor\w*|bug|broken|crash\w*|failing|fails|error|exception"
     r"|traceback|stack trace|feature|endpoint|function|method|class|test|tests|script|compile"
-    r"|build|lint|typo|regression|migration|patch|diff|PR)\b",
-    re.IGNORECASE,
+    r"|build|lint|typo|regression|migration|patch|diff|pr)\b",
 )
 _ANALYZE = re.compile(
     r"\b(?:explain\w*|review\w*|analy[sz]\w*|why|how (?:does|do|is|are|would|should|can)"
@@ -101,7 +98,6 @@ _ANALYZE = re.compile(
     r"|summari[sz]\w*|audit\w*|walk me through|trade-?offs?|pros and cons|evaluat\w*"
     r"|assess\w*|root cause|overview|strateg\w*|approach\w*|recommend\w*|critique|options"
     r"|what (?:does|do|is|are) (?:this|these|the)\b.{0,40}\b(?:do|doing|mean|for))\b",
-    re.IGNORECASE,
 )
 _CODE = re.compile(
     r"```|^(?:diff --git|@@ |\+\+\+ |--- a/)|^\s*(?:def|class|function|import)\s", re.MULTILINE
@@ -110,7 +106,6 @@ _SMALL_TALK = re.compile(
     r"^\W*(?:hi|hello|hey|thanks|thank you|thx|ok|okay|great|cool|nice|yes|no|sure|good"
     r"|perfect|awesome|lgtm|looks good|makes sense|got it|understood|danke|merci|gracias"
     r"|grazie|obrigad[oa]|谢谢|ありがとう)",
-    re.IGNORECASE,
 )
 _RECENT = 6  # messages looked at for recent tool activity
 # Literal markers of the memory-bank rules (Cline's documented .clinerules/memory-bank.md),
@@ -125,6 +120,7 @@ class RequestSignals:
 
     tool_style: str  # "native" (tools field), "xml" (tools in the prompt) or "none"
     human_text: str  # the latest words the user typed (Cline's wrapping removed)
+    human_lower: str  # the same, lower-cased, for the word patterns
     task_text: str  # the first words the user typed in this conversation (the task)
     recent_tools: tuple[str, ...]
     in_tool_loop: bool  # the last message is a tool result: the agent is mid-loop
@@ -213,7 +209,8 @@ def _words(messages: list[ChatMessage]) -> tuple[str, str, int]:
 
 
 def word_scores(text: str) -> tuple[bool, int, int]:
-    """Whether ``text`` tells the agent to change something; implement and analyze words."""
+    """Whether ``text`` (lower case) tells the agent to change something; implement and
+    analyze words."""
     imperative = bool(_IMPERATIVE.search(text) or _IMPERATIVE_OTHER.search(text))
     analyze = len(_ANALYZE.findall(text)) + len(_ANALYZE_OTHER.findall(text))
     return imperative, len(_IMPLEMENT.findall(text)), analyze
@@ -224,6 +221,7 @@ def read_signals(request: ChatCompletionRequest) -> RequestSignals:
     messages = request.messages
     latest, first, turns = _words(messages)
     head = latest[:_HEAD]
+    low = head.lower()
     recent: list[str] = []
     for message in messages[-_RECENT:]:
         if message.role == "assistant":
@@ -235,17 +233,18 @@ def read_signals(request: ChatCompletionRequest) -> RequestSignals:
         style = "xml"
     else:
         style = "none"
-    imperative, implement_words, analyze_words = word_scores(head)
+    imperative, implement_words, analyze_words = word_scores(low)
     last_assistant = next((m.text() for m in reversed(messages) if m.role == "assistant"), "")
     short_system = system if len(system) < 2000 else ""
     housekeeping = bool(
-        _META.search(head[:600])
-        or (not request.tools and _META_NO_TOOLS.search(head[:600]))
-        or (short_system and _META.search(short_system))
+        _META.search(low[:600])
+        or (not request.tools and _META_NO_TOOLS.search(low[:600]))
+        or (short_system and _META.search(short_system.lower()))
     )
     return RequestSignals(
         tool_style=style,
         human_text=head,
+        human_lower=low,
         task_text=first[:_HEAD],
         recent_tools=tuple(recent),
         in_tool_loop=bool(messages) and _is_tool_result(messages[-1]),
@@ -254,12 +253,12 @@ def read_signals(request: ChatCompletionRequest) -> RequestSignals:
         and messages[-1].role in ("user", "tool")
         and bool(_CLIENT_INSTRUCTION.search(messages[-1].text())),
         memory=read_memory_signals(request),
-        mentions_memory_bank=bool(_MENTIONS_BANK.search(head)),
+        mentions_memory_bank=bool(_MENTIONS_BANK.search(low)),
         housekeeping=housekeeping,
         imperative=imperative,
         implement_words=implement_words,
         analyze_words=analyze_words,
-        small_talk=bool(_SMALL_TALK.match(head)) and len(head) < 80,
+        small_talk=bool(_SMALL_TALK.match(low)) and len(head) < 80,
         code=bool(_CODE.search(head, 0) or _CODE.search(last_assistant[-4000:])),
         bank_rules=any(marker in system for marker in _BANK_RULES),
         first_turn=not any(m.role == "assistant" for m in messages),
