@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import yaml
 
+from memory_router.decision_log import read_records
 from tests.conftest import REPO, RouterFactory
 from tests.ollama_emulator import OllamaEmulator
 
@@ -114,3 +116,29 @@ def test_configured_escalation_takes_what_fits_nowhere_locally(
     # What fits locally never escalates.
     assert short.status_code == 200
     assert "escalated" not in short.headers["x-router-reason"]
+
+
+def test_decision_log_holds_prompt_text_only_when_asked(
+    emulator: OllamaEmulator, make_router: RouterFactory
+) -> None:
+    body = {
+        "model": "cline-memory-router",
+        "stream": False,
+        "messages": [{"role": "user", "content": "Implement retries in the client"}],
+    }
+    for log_prompts in (False, True):
+        router = make_router(emulator.base_url, logging={"log_prompts": log_prompts})
+        with httpx.Client(base_url=router.base_url, timeout=30) as client:
+            assert client.post("/v1/chat/completions", json=body).status_code == 200
+        path = router.settings.config.logging.decision_log.path
+        deadline = time.monotonic() + 5
+        while not (path.exists() and read_records(path)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        (record,) = read_records(path)
+        assert record["class"] == "implement"
+        assert record["model"] == CODER
+        if log_prompts:
+            assert record["signals"]["prompt"] == "Implement retries in the client"
+        else:
+            assert "prompt" not in record["signals"]
+            assert "Implement retries" not in path.read_text(encoding="utf-8")

@@ -193,5 +193,7 @@ class RoutingEngine:
                 "messages": signals.messages,
                 "sticky": session.model if session else None,
                 "decide_ms": round((time.perf_counter() - started) * 1000, 3),
+                # The user's words: the decision log drops this unless log_prompts is on.
+                "prompt": signals.human_text[:1000],
             },
         )

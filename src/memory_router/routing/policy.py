@@ -116,9 +116,10 @@ def _option(
     snapshot = view.snapshots.get(spec.backend)
     profile = view.profiles.get(spec.name)
     if snapshot is None or profile is None:
-        # Nothing to load (an upstream that keeps its own models) or nothing known yet.
-        rung = next(size for size in ladder_for(spec, settings.ctx_ladder) if size >= needed)
-        size = spec.num_ctx if snapshot is None else rung
+        # Nothing to load (an upstream that keeps its own models) or nothing known about its
+        # size: one context size, the configured one, unless it is loaded larger already.
+        loaded = snapshot.find(spec.name) if snapshot is not None else None
+        size = loaded.num_ctx if loaded is not None and loaded.num_ctx >= needed else spec.num_ctx
         return _Option(spec, needed, size, None, 0.0, 0.0, 0.0, fit)
     resident = snapshot.find(spec.name)
     if resident is not None and resident.num_ctx >= needed:

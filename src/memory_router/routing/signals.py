@@ -194,17 +194,23 @@ def estimate_tokens(request: ChatCompletionRequest) -> int:
 
 
 def _words(messages: list[ChatMessage]) -> tuple[str, str, int]:
-    """The latest and the first words the user typed, and how many user turns had words."""
-    latest = first = ""
-    turns = 0
-    for message in messages:
-        if message.role != "user":
-            continue
+    """The latest and the first words the user typed, and how many user turns had words
+    (counted up to three: all the classifier asks is "one, two, or more").
+
+    A long Cline conversation holds dozens of user messages that are tool results: the scan
+    stops as soon as it has what it needs instead of reading every one each turn."""
+    users = [m for m in messages if m.role == "user"]
+    latest = next((w for m in reversed(users) if (w := human_words(m.text()))), "")
+    if not latest:
+        return "", "", 0
+    first, turns = "", 0
+    for message in users:
         words = human_words(message.text())
         if words:
-            turns += 1
             first = first or words
-            latest = words
+            turns += 1
+            if turns >= 3:
+                break
     return latest, first, turns
 
 
