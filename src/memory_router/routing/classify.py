@@ -46,17 +46,34 @@ _NO_CHANGE = re.compile(
     r"\b(?:do(?:n'?t| not)\s+(?:change|edit|modify|touch|fix|write|implement)\w*"
     r"|no (?:edits|changes|code changes)|without (?:changing|editing|fixing)"
     r"|(?:just|only) (?:explain|tell me|review|comments?)|comments only|read[- ]only"
-    r"|not (?:fix|change) (?:it|anything)|fix it myself)\b",
+    r"|not (?:fix|change) (?:it|anything)|fix it myself)\b"
+    r"|ändere (?:noch )?nichts|nichts ändern|ne (?:change|modifie) rien|no cambies nada"
+    r"|sin cambiar|não (?:altere|mude) nada|変更しないで|不要修改|先别改",
 )
 _GO_AHEAD = re.compile(
     r"\b(?:go ahead|proceed|do it|go for it|let'?s do (?:it|this)|ship it|make it so"
-    r"|sounds good,? (?:do|go)|start (?:implementing|coding)|implement (?:it|this|that))\b",
+    r"|sounds good,? (?:do|go)|start (?:implementing|coding)|implement (?:it|this|that)"
+    r"|do (?:both|all(?: of them)?|(?:\d+|one|two|three)(?: and (?:\d+|one|two|three))?))\b",
 )
+_BANK_VERBS = (
+    r"(?:add|record|note|write|put|update|document|log|mention|save|keep|capture|actualiza"
+    r"|atualiza|aktualisiere|mets à jour|ergänze|añade|adiciona)"
+)
+_BANK_NAMES = r"(?:memory[ -]?bank|\b\w+(?:brief|context|patterns)\.md|progress\.md)"
 _BANK_OBJECT = re.compile(
-    r"\b(?:add|record|note|write|put|update|document|log|mention|save|keep|capture)\b.{0,50}"
-    r"(?:memory[ -]?bank|\b\w+(?:brief|context|patterns)\.md|progress\.md)",
+    rf"\b{_BANK_VERBS}\b.{{0,50}}{_BANK_NAMES}|{_BANK_NAMES}.{{0,60}}\b{_BANK_VERBS}\b"
 )
 _PARAGRAPH = re.compile(r"\n\s*\n|```|\n(?=\S*\s*(?:\d{4}-\d\d-\d\d|#|\||---|\+\+\+|@@))")
+_CODE_FILE = re.compile(
+    r"[\w./-]+\.(?:py|ts|tsx|js|jsx|go|rs|java|kt|rb|cs|cpp|c|h|swift|php|scala|ex|sql)\b"
+    r"|\b(?:the|our|this) code\b|\bsource\b"
+)
+_PROJECT_CODE = re.compile(
+    r"[\w-]+/[\w./-]+|\b(?:this|our|my|the|that)\s+(?:code|repo|repository|project|codebase"
+    r"|module|file|function|class|service|app|tests?|endpoint|component|schema|bug|branch)\b"
+)
+_FENCED = re.compile(r"```.*?(?:```|$)", re.DOTALL)
+_PATHLIKE = re.compile(r"\S*[/\\]\S*|`[^`]*`")
 _PASTE_LINES = 8  # lines in the user's words from which they count as a pasted log or file
 _DECISIVE = 2.0  # keyword margin that needs no embedding vote
 
@@ -79,6 +96,24 @@ class Classification:
         return self.via == "keywords" and margin >= _DECISIVE
 
 
+def _in_project(signals: RequestSignals) -> bool:
+    """The conversation is about the project: the agent has looked at it, or the user points
+    at its code."""
+    return bool(
+        signals.recent_tools
+        or signals.in_tool_loop
+        or signals.user_turns > 1
+        or _PROJECT_CODE.search(signals.human_lower)
+    )
+
+
+def _prose(text: str) -> str:
+    """The user's own sentences: fenced code, paths and inline code removed; for a pasted log
+    the words before it."""
+    prose = _PATHLIKE.sub(" ", _FENCED.sub(" ", text))
+    return _lead(prose) if _pasted(prose) else prose
+
+
 def _lead(text: str) -> str:
     """The user's own sentences before a pasted log, diff or file."""
     match = _PARAGRAPH.search(text, 0, 600)
@@ -90,13 +125,15 @@ def _scores(signals: RequestSignals, text: str) -> tuple[float, float]:
 
     For a pasted log or file only the words around it count: a stack trace says "error" and
     "exception" without asking for anything."""
-    if _pasted(text):
-        imperative, implement_words, analyze_words = word_scores(_lead(text).lower())
+    if _pasted(text) or "/" in text or "`" in text:
+        imperative, implement_words, analyze_words = word_scores(_prose(text).lower())
     else:
         imperative = signals.imperative
         implement_words, analyze_words = signals.implement_words, signals.analyze_words
     implement = 2.0 * imperative + min(implement_words, 4) * 0.75
     analyze = min(analyze_words, 4) * 1.25
+    if not imperative and _in_project(signals) and "?" in _prose(text).replace("？", "?"):
+        analyze += 1.5  # a question asked about the project: explanation unless told to change
     if signals.memory.mode == "plan" and len(text.split()) > 6:
         analyze += 1.0
     return implement, analyze
@@ -109,8 +146,10 @@ def _pasted(text: str) -> bool:
 def _general_question(signals: RequestSignals) -> bool:
     """A short question about tools or the world, not about the project's code."""
     text, low = signals.human_text, signals.human_lower
+    planning = signals.memory.mode == "plan" and bool(signals.recent_tools)
     return (
-        bool(_QUESTION.match(low) or text.rstrip().endswith(("?", "？")))
+        not planning
+        and bool(_QUESTION.match(low) or text.rstrip().endswith(("?", "？")))
         and not _ASK_VERB.search(low)
         and len(text.split()) <= 25
         and not _pasted(text)
@@ -169,8 +208,11 @@ def classify(
     if signals.memory_bank:
         phase = signals.memory.phase
         return Classification("memory", (f"memory bank {phase}", *signals.memory.reasons[:2]))
+    low = signals.human_lower
     if signals.mentions_memory_bank and (
-        not signals.imperative or _BANK_OBJECT.search(signals.human_lower)
+        _BANK_OBJECT.search(low)
+        # not the code that handles memory banks
+        or (not signals.imperative and not _CODE_FILE.search(low))
     ):
         return Classification("memory", ("the user names the memory bank or one of its files",))
 

@@ -16,7 +16,8 @@ The phase of the current turn is the strongest (initialize > update > read > non
    gone on to other tool work;
 2. memory-bank tool activity in the last ``_WINDOW`` assistant turns after that message: writing
    or editing a ``memory-bank/*.md`` file gives update, any other tool call that touches the
-   memory bank (read, list, search, ``cat``) gives read.
+   memory bank (read, list, search, ``cat``) gives read, unless a later one of those turns did
+   other work (the agent read the bank, then went on to a source file).
 
 So a new user message that does not name the memory bank starts again from none.
 
@@ -556,7 +557,14 @@ def read_memory_signals(request: ChatCompletionRequest) -> MemorySignals:
         reasons.append(f'user said "{said}"')
 
     window = set([index for index in assistants if index > human][-_WINDOW:])
-    recent = [call for call in calls if call.message in window]
+    # Reads count only until the agent turns to other work: a turn that reads the bank, then
+    # one that reads a source file, has moved on.
+    last_work = max((i for i in window if i in work or _XML_WORK.search(text_of(i))), default=-1)
+    recent = [
+        call
+        for call in calls
+        if call.message in window and (call.writes or call.message >= last_work)
+    ]
     writers = [call for call in recent if call.writes]
     activity: Phase = "update" if writers else "read" if recent else "none"
     if recent:

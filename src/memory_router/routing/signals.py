@@ -33,7 +33,8 @@ _ALL_TOOLS = EDIT_TOOLS | LOOK_TOOLS
 _XML_TOOL = re.compile(r"<(" + "|".join(sorted(_ALL_TOOLS)) + r")>")
 _MENTIONS_BANK = re.compile(
     r"\bmemory[ -]?bank\b|\b(?:projectbrief|productcontext|systempatterns|techcontext"
-    r"|activecontext|progress)\.md\b",
+    r"|activecontext|progress)\.md\b|メモリバンク|记忆库|\bbanco de memori[ae]\b"
+    r"|\bbanque de mémoire\b",
 )
 # Cline's own housekeeping turns: context condensing and task hand-off instructions.
 _CLIENT_INSTRUCTION = re.compile(
@@ -60,8 +61,16 @@ _META = re.compile(
     r"|\b(?:(?:write|generate|create|draft|suggest)s?|give me|need)\b.{0,30}\bcommit messages?"
     r"|\b(?:write|generate|draft)s?\b.{0,20}\b(?:pr|pull request) description"
     r"|\bgenerate\b.{0,80}\b(?:chat history|the conversation)\b"
-    r"|\bhandoff note\b",
+    r"|\bhandoff note\b"
+    r"|\b(?:name|title|label|tags?)\b.{0,30}\b(?:the|this) (?:conversation|chat|thread)\b"
+    r"|^#+ task:|(?:会話|对话|對話).{0,30}(?:見出し|タイトル|标题|標題)"
+    r"|(?:見出し|タイトル|标题|標題).{0,30}(?:会話|对话|對話)",
     re.MULTILINE,
+)
+# A short system prompt from another client that gives the model a housekeeping job.
+_META_JOB = re.compile(
+    r"\b(?:commit messages?|(?:conversation|chat) titles?|titles? for|summar(?:y|ies|ize)"
+    r"|follow[- ]?up (?:questions|suggestions)|tags? for|search quer(?:y|ies))\b"
 )
 _IMPERATIVE = re.compile(
     r"(?:^|[.!?,;:\n]\s*|\b(?:please|now|then|and|also|so|can you|could you|let's"
@@ -78,7 +87,7 @@ _IMPERATIVE_OTHER = re.compile(
     r"\b(?:arregla|corrige|corrija|implementa|implemente|añade|agrega|adicione|crea|crie"
     r"|cambia|altere|elimina|remova|actualiza|atualize|conserte|répare|ajoute|implémente"
     r"|crée|modifie|supprime|behebe|repariere|füge|implementiere|erstelle|ändere|entferne"
-    r"|aktualisiere|korrigiere|baue)\b"
+    r"|aktualisiere|korrigiere|baue|adiciona|cria|muda|corrige|faz|usa|haz|pon|quita)\b"
     r"|修复|实现|添加|修改|删除|创建|改成|修正して|実装して|追加して|変更して|削除して|作成して|直して",
 )
 _ANALYZE_OTHER = re.compile(
@@ -105,7 +114,7 @@ _CODE = re.compile(
 _SMALL_TALK = re.compile(
     r"^\W*(?:hi|hello|hey|thanks|thank you|thx|ok|okay|great|cool|nice|yes|no|sure|good"
     r"|perfect|awesome|lgtm|looks good|makes sense|got it|understood|danke|merci|gracias"
-    r"|grazie|obrigad[oa]|谢谢|ありがとう)",
+    r"|grazie|obrigad[oa]|parfait|genial|perfecto|perfeito|super|謝謝|谢谢|ありがとう)",
 )
 _RECENT = 6  # messages looked at for recent tool activity
 # Literal markers of the memory-bank rules (Cline's documented .clinerules/memory-bank.md),
@@ -245,7 +254,7 @@ def read_signals(request: ChatCompletionRequest) -> RequestSignals:
     housekeeping = bool(
         _META.search(low[:600])
         or (not request.tools and _META_NO_TOOLS.search(low[:600]))
-        or (short_system and _META.search(short_system.lower()))
+        or (short_system and _META_JOB.search(short_system.lower()))
     )
     return RequestSignals(
         tool_style=style,
