@@ -231,3 +231,15 @@ def test_importing_the_memory_part_loads_nothing_heavy() -> None:
         cwd=Path(__file__).resolve().parents[2],
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_indexed_files_of_named_files_match_the_full_listing(
+    bank: Bank, store: VectorStore, counting: CountingEmbedder
+) -> None:
+    sync_bank(bank, store, counting, **LIMITS)
+    ws = str(bank.workspace)
+    everything = store.indexed_files(ws)
+    named = ["memory-bank/progress.md", "memory-bank/techContext.md", "memory-bank/gone.md"]
+    assert store.indexed_files(ws, named) == {f: everything[f] for f in named[:2]}
+    assert store.indexed_files(ws, named[:1]) == {named[0]: everything[named[0]]}
+    assert store.indexed_files(ws, []) == {}

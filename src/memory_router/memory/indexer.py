@@ -224,6 +224,11 @@ def _relative(bank: Bank, raw: str) -> str:
     return PurePosixPath(raw.removeprefix("./")).as_posix()
 
 
+def _is_file_event(bank: Bank, rel: str) -> bool:
+    """A path that names a bank file (existing or deleted), not a folder."""
+    return rel.endswith(".md") and not (bank.workspace / rel).is_dir()
+
+
 def _targets(bank: Bank, rel_paths: Sequence[str], indexed: dict[str, FileState]) -> list[str]:
     targets: set[str] = set()
     for raw in rel_paths:
@@ -257,7 +262,13 @@ def sync_paths(
             report = _sync_all_locked(bank, store, embedder, max_bytes, max_tokens, progress)
         else:
             report = SyncReport(workspace=workspace)
-            indexed = store.indexed_files(workspace)
+            named = [_relative(bank, raw) for raw in rel_paths]
+            if all(_is_file_event(bank, rel) for rel in named):
+                # Files only (the usual watcher event): read just their chunks' state, not the
+                # whole collection's.
+                indexed = store.indexed_files(workspace, named)
+            else:
+                indexed = store.indexed_files(workspace)
             files: list[BankFile] = []
             for rel in _targets(bank, rel_paths, indexed):
                 found = discovery.read_bank_file(bank, rel, max_bytes)

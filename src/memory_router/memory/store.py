@@ -260,12 +260,19 @@ class VectorStore:
             for file in present
         }
 
-    def indexed_files(self, workspace: str | Path) -> dict[str, FileState]:
-        """Every file the store holds chunks of, with the state of those chunks."""
+    def indexed_files(
+        self, workspace: str | Path, files: Sequence[str] | None = None
+    ) -> dict[str, FileState]:
+        """Every file the store holds chunks of (or just ``files``), with their chunks' state."""
         collection = self._get(workspace)
         if collection is None:
             return {}
-        return self._states(self._rows(collection, None))
+        if files is None:
+            return self._states(self._rows(collection, None))
+        if not files:
+            return {}
+        where = {"file": files[0]} if len(files) == 1 else {"file": {"$in": list(files)}}
+        return self._states(self._rows(collection, where))
 
     def stored(self, workspace: str | Path, file: str | None = None) -> list[StoredChunk]:
         """Every stored chunk of the workspace (or of one file), ordered by file and index."""
