@@ -13,21 +13,23 @@ Cline's condensing summary once the last request used 80 % of the 32768-token wi
 
 A request's true label is the work its answer does (reading the bank is ``memory``, the first
 look at the code ``implement``), except that the request carrying the bank's contents back is
-still ``memory``: the model digests the bank there. Everything comes from ``Random(seed)``.
+still ``memory``: the model digests the bank there. Everything comes from ``Random(seed)``;
+``workspace`` (the project's path in the system prompt, the tool calls and their results) only
+names where the developer works, so a second Cline window is a second workspace.
 """
 
 from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-from memory_router.tokens import count_tokens
+from residency_replay import Builder, Reply, TraceItem
 
-__all__ = ["CONDENSE_AT", "Reply", "TraceItem", "build_trace"]
+__all__ = ["CONDENSE_AT", "WS", "Reply", "TraceItem", "build_trace"]
 
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "cline"
 MODEL = "cline-memory-router"
@@ -40,27 +42,6 @@ BANK_FILES = (
 )
 Json = dict[str, Any]
 Call = tuple[str, Json, str]  # tool name, arguments, the result Cline sends back
-
-
-@dataclass(frozen=True)
-class Reply:
-    """What the model answers (the emulator is scripted with it)."""
-
-    content: str
-    tool_calls: tuple[Json, ...] = ()
-
-
-@dataclass(frozen=True)
-class TraceItem:
-    index: int
-    task: int
-    label: str
-    note: str
-    body: Json
-    gap_s: float
-    reply: Reply
-    prompt_tokens: int
-    """cl100k tokens of every message and the tool definitions."""
 
 
 @dataclass(frozen=True)
@@ -219,13 +200,13 @@ def _fixture(name: str) -> Json:
 
 
 @cache
-def _systems() -> dict[str, str]:
+def _systems(ws: str) -> dict[str, str]:
     act = _fixture("native_turn1")["messages"][0]["content"]
     rules = act[act.index("\n\n# Rules\n") :]  # the plan capture's workspace had no bank
     plan = _fixture("native_plan_turn1")["messages"][0]["content"]
     return {
-        "act": act.replace("/tmp/cline_capture/todo-app", WS),
-        "plan": plan.replace("/tmp/cline_capture/ws1", WS) + rules,
+        "act": act.replace("/tmp/cline_capture/todo-app", ws),
+        "plan": plan.replace("/tmp/cline_capture/ws1", ws) + rules,
     }
 
 
@@ -258,11 +239,11 @@ def _module(rng: random.Random, path: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _pytest(rng: random.Random, test: str, symbol: str, passed: bool) -> str:
+def _pytest(rng: random.Random, ws: str, test: str, symbol: str, passed: bool) -> str:
     total, seconds = rng.randint(38, 140), f"{rng.uniform(2, 9):.2f}s"
     out = (
         f"{'=' * 29} test session starts {'=' * 30}\nplatform linux -- Python 3.12.7, "
-        f"pytest-8.3.4, pluggy-1.5.0\nrootdir: {WS}\nconfigfile: pyproject.toml\nplugins: "
+        f"pytest-8.3.4, pluggy-1.5.0\nrootdir: {ws}\nconfigfile: pyproject.toml\nplugins: "
         f"anyio-4.6.2, xdist-3.6.1, time-machine-2.16.0\ncollected {total} items\n\n"
     )
     dots = "\n".join(f"{test} {'.' * rng.randint(8, 30)}   [{p:3d}%]" for p in (31, 64, 100))
@@ -271,7 +252,7 @@ def _pytest(rng: random.Random, test: str, symbol: str, passed: bool) -> str:
     name = f"test_{symbol.lower()}_{rng.choice(['edge', 'rounding', 'empty', 'twice', 'limit'])}"
     got, want = rng.randint(2, 60), rng.randint(2, 60)
     frames = "\n".join(
-        f"{WS}/app/{rng.choice(['services', 'api', 'jobs'])}/{rng.choice(_NOUNS)}.py:"
+        f"{ws}/app/{rng.choice(['services', 'api', 'jobs'])}/{rng.choice(_NOUNS)}.py:"
         f"{rng.randint(20, 300)}: in {rng.choice(_VERBS)}_{rng.choice(_NOUNS)}\n"
         "    row = (await session.execute(query)).scalar_one_or_none()"
         for _ in range(rng.randint(3, 7))
@@ -312,8 +293,8 @@ _TRACEBACK = (
 class Project:
     """The workspace: generated Python sources (stable per path) and the memory bank."""
 
-    def __init__(self, seed: int) -> None:
-        self.seed = seed
+    def __init__(self, seed: int, ws: str) -> None:
+        self.seed, self.ws = seed, ws
         self.sources: dict[str, str] = {}
         self.focus = "Paying down small bugs before the Q3 release."
         self.decisions: list[str] = []
@@ -341,10 +322,10 @@ class Project:
             text = self.bank(path[12:-3]) if bank else self.source(path)
             lines = text.rstrip("\n").split("\n")
             start, end = (ranges or {}).get(path, (1, len(lines)))
-            entry: Json = {"path": f"{WS}/{path}"}
+            entry: Json = {"path": f"{self.ws}/{path}"}
             files.append(entry | ({"start_line": start, "end_line": end} if ranges else {}))
             numbered = "\n".join(f"{start + i} | {x}" for i, x in enumerate(lines[start - 1 : end]))
-            results.append({"query": f"{WS}/{path}", "result": numbered, "success": True})
+            results.append({"query": f"{self.ws}/{path}", "result": numbered, "success": True})
         return ("read_files", {"files": files}, _compact(results))
 
     def search(self, rng: random.Random, spec: TaskSpec) -> Call:
@@ -352,7 +333,7 @@ class Project:
         for path in [*spec.files, spec.test, "app/api/errors.py", "app/jobs/scheduler.py"]:
             lines = self.source(path).split("\n")
             for n in sorted(rng.sample(range(len(lines)), rng.randint(1, 5))):
-                hits.append(f"{WS}/{path}:{n + 1}:{lines[n]}")
+                hits.append(f"{self.ws}/{path}:{n + 1}:{lines[n]}")
         result = [{"query": spec.symbol, "result": "\n".join(hits), "success": True}]
         return ("search_codebase", {"queries": [spec.symbol]}, _compact(result))
 
@@ -361,11 +342,12 @@ class Project:
         start = rng.randrange(20, max(len(lines) - 20, 21))
         old = "\n".join(lines[start : start + rng.randint(4, 14)])
         note = f"    # {rng.choice(_VERBS)} the {rng.choice(_NOUNS)} first ({rng.choice(_FIELDS)})"
-        return _edit(path, old, "\n".join([note, old, *old.split("\n")[: rng.randint(2, 8)]]))
+        new = "\n".join([note, old, *old.split("\n")[: rng.randint(2, 8)]])
+        return _edit(self.ws, path, old, new)
 
 
-def _edit(path: str, old: str, new: str) -> Call:
-    full = f"{WS}/{path}"
+def _edit(ws: str, path: str, old: str, new: str) -> Call:
+    full = f"{ws}/{path}"
     result = _compact([{"query": f"edit:{full}", "result": f"Edited {full}", "success": True}])
     return ("editor", {"path": full, "old_text": old, "new_text": new}, result)
 
@@ -375,46 +357,18 @@ def _command(command: str, output: str, ok: bool = True) -> Call:
     return ("run_commands", {"commands": [command]}, result)
 
 
-@dataclass
-class Builder:
-    """Collects trace items; counts tokens once per message."""
-
-    rng: random.Random
-    tools: dict[str, list[Json]]
-    items: list[TraceItem] = field(default_factory=list)
-    _tokens: dict[int, tuple[Json, int]] = field(default_factory=dict)
-
-    def message_tokens(self, message: Json) -> int:
-        if id(message) not in self._tokens:  # the message is kept: its id stays unique
-            calls = message.get("tool_calls") or ()
-            text = "".join(c["function"]["name"] + c["function"]["arguments"] for c in calls)
-            tokens = 4 + count_tokens(str(message.get("content") or "") + text)
-            self._tokens[id(message)] = (message, tokens)
-        return self._tokens[id(message)][1]
-
-    def emit(self, task: int, label: str, note: str, body: Json, reply: Reply) -> int:
-        """Add a request; returns its tokens plus the reply's (what Cline checks)."""
-        tokens = sum(self.message_tokens(m) for m in body["messages"])
-        tokens += count_tokens(json.dumps(body["tools"])) if body.get("tools") else 0
-        body = {**body, "stream": True, "stream_options": {"include_usage": True}}
-        gap = round(self.rng.uniform(0.0, 0.05), 4)
-        self.items.append(TraceItem(len(self.items), task, label, note, body, gap, reply, tokens))
-        args = "".join(_compact(c["arguments"]) for c in reply.tool_calls)
-        return tokens + count_tokens(reply.content + args)
-
-
 class Conversation:
     """One Cline task: the messages it resends every turn."""
 
-    def __init__(self, b: Builder, task: int, mode: str, first: str) -> None:
-        self.b, self.task, self.mode = b, task, mode
+    def __init__(self, b: Builder, ws: str, task: int, mode: str, first: str) -> None:
+        self.b, self.ws, self.task, self.mode = b, ws, task, mode
         self.messages: list[Json] = [{"role": "user", "content": first}]
         self.calls = 0
         self.last_total = 0
         self.carrying_bank = False  # the next request brings the bank's contents back
 
     def body(self, *extra: Json) -> Json:
-        system = {"role": "system", "content": _systems()[self.mode]}
+        system = {"role": "system", "content": _systems(self.ws)[self.mode]}
         return {
             "model": MODEL,
             "messages": [system, *self.messages, *extra],
@@ -477,8 +431,8 @@ _SAY = {
 }
 
 
-def _say(rng: random.Random, kind: str, spec: TaskSpec, path: str) -> str:
-    return rng.choice(_SAY[kind]).format(s=spec.symbol, f=f"{WS}/{path}")
+def _say(rng: random.Random, kind: str, spec: TaskSpec, path: str, ws: str) -> str:
+    return rng.choice(_SAY[kind]).format(s=spec.symbol, f=f"{ws}/{path}")
 
 
 def _implement(c: Conversation, p: Project, spec: TaskSpec, turns: int, reads: int) -> None:
@@ -509,10 +463,10 @@ def _implement(c: Conversation, p: Project, spec: TaskSpec, turns: int, reads: i
             calls = [_command("uv run ruff check . && uv run mypy app", out)]
         else:
             last = i == len(kinds) - 1
-            out = _pytest(rng, spec.test, spec.symbol, passed=last)
+            out = _pytest(rng, p.ws, spec.test, spec.symbol, passed=last)
             calls = [_command(f"uv run pytest -q {spec.test}", out, ok=last)]
-        c.ask("implement", kind, _say(rng, kind, spec, path), calls)
-    done = "\n".join(f"- {_say(rng, 'edit', spec, f)}" for f in spec.files)
+        c.ask("implement", kind, _say(rng, kind, spec, path, p.ws), calls)
+    done = "\n".join(f"- {_say(rng, 'edit', spec, f, p.ws)}" for f in spec.files)
     summary = f"Done. I changed {', '.join(spec.files[:2])} and extended {spec.test}.\n\n{done}"
     c.ask("implement", "done", summary + "\n\nAll tests pass; ruff and mypy are clean.")
 
@@ -522,7 +476,7 @@ def _analysis(c: Conversation, p: Project, spec: TaskSpec) -> None:
     rng = c.b.rng
     for i in range(rng.randint(1, 3)):
         if i == 0 and rng.random() < 0.5:
-            c.ask("analyze", "search", _say(rng, "search", spec, ""), [p.search(rng, spec)])
+            c.ask("analyze", "search", _say(rng, "search", spec, "", p.ws), [p.search(rng, spec)])
         else:
             path = spec.files[i % len(spec.files)]
             c.ask("analyze", "read", "Let me read how this works today.", [p.read([path])])
@@ -561,8 +515,10 @@ def _update_bank(c: Conversation, p: Project, spec: TaskSpec) -> None:
     p.decisions.append(f"{spec.symbol}: {c.b.rng.choice(_VERBS)} in the service layer, tested.")
     p.done.append(spec.text.split(".")[0])
     edits = [
-        _edit("memory-bank/activeContext.md", old_focus, p.focus),
-        _edit("memory-bank/progress.md", "## What is left", f"- {p.done[-1]}\n\n## What is left"),
+        _edit(p.ws, "memory-bank/activeContext.md", old_focus, p.focus),
+        _edit(
+            p.ws, "memory-bank/progress.md", "## What is left", f"- {p.done[-1]}\n\n## What is left"
+        ),
     ]
     c.ask("memory", "bank write", "Updating activeContext.md and progress.md.", edits)
     text = "The memory bank is updated: activeContext.md has the new focus and decisions."
@@ -596,12 +552,12 @@ def _title(b: Builder, task: int, text: str) -> None:
     b.emit(task, "meta", "title", {"model": MODEL, "messages": messages}, Reply(text[:40]))
 
 
-def build_trace(seed: int, tasks: int) -> list[TraceItem]:
-    """``tasks`` Cline tasks one after another, as one developer works."""
+def build_trace(seed: int, tasks: int, workspace: str = WS) -> list[TraceItem]:
+    """``tasks`` Cline tasks one after another, as one developer works in ``workspace``."""
     rng = random.Random(seed)
     tools = {mode: _fixture(name)["tools"] for mode, name in _TOOLS.items()}
     b = Builder(rng, tools)
-    project = Project(seed)
+    project = Project(seed, workspace)
     order = rng.sample(range(len(TASKS)), len(TASKS))
     analysed = set(rng.sample(range(tasks), tasks // 2))  # half the tasks, where is random
     for n in range(tasks):
@@ -610,7 +566,7 @@ def build_trace(seed: int, tasks: int) -> list[TraceItem]:
         log = f"\n\n```\n{_log(rng, rng.randint(30, 140))}\n```"
         first = rng.choice(_OPENERS) + (spec.question if analysis == "start" else spec.text)
         first += log if analysis == "start" and first.endswith(":") else ""
-        c = Conversation(b, n, "plan" if analysis == "start" else "act", first)
+        c = Conversation(b, workspace, n, "plan" if analysis == "start" else "act", first)
         if rng.random() < 0.5:
             _title(b, n, first[:400])
         _read_bank(c, project)
