@@ -158,3 +158,25 @@ def test_two_requests_evicting_each_others_model_do_not_deadlock(
         await close(monitor)
 
     asyncio.run(run())
+
+
+def test_a_refresh_keeps_a_load_admitted_but_not_yet_listed(emulator: OllamaEmulator) -> None:
+    fast = "qwen3:30b-a3b"
+
+    async def run() -> None:
+        monitor = await monitor_for(emulator)
+        await asyncio.to_thread(load, emulator, fast, 32768)
+        await monitor.refresh()
+        to_coder = Decision(
+            CODER, "ollama", 32768, "30m", "implement", ("r",), loads=True, evicts=(fast,)
+        )
+        admission = monitor.admit(to_coder)
+        await monitor.make_room(to_coder, admission)  # unloads qwen3; the coder is not up yet
+        await monitor.refresh()
+        assert [r.model for r in monitor.view().snapshots["ollama"].resident] == [CODER]
+        admission.release()
+        await monitor.refresh()  # its request is over and Ollama never loaded it: forgotten
+        assert monitor.view().snapshots["ollama"].resident == ()
+        await close(monitor)
+
+    asyncio.run(run())

@@ -55,6 +55,8 @@ class _Host:
     budget: Budget
     strict_gpu_fit: bool
     loaded: tuple[Resident, ...] = ()
+    pending: dict[str, Resident] = field(default_factory=dict)
+    """Loads admitted but not yet listed by /api/ps: kept across refreshes until they are."""
     known: bool = False
     evicting: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -200,6 +202,10 @@ class ResidencyMonitor:
                 )
                 if num_ctx and model in self.profiles:
                     self._learn_size(model, num_ctx, item.size_bytes)
+            listed = {r.model for r in residents}
+            for model in [m for m in host.pending if m in listed or not self.in_flight.get(m)]:
+                del host.pending[model]  # listed now, or its requests are over
+            residents += [r for m, r in host.pending.items() if m not in listed]
             host.loaded = tuple(residents)
             host.known = True
 
@@ -292,6 +298,9 @@ class ResidencyMonitor:
             vram_free = max(host.budget.vram_bytes - sum(r.size_vram for r in staying), 0)
             expected = Resident(decision.model, decision.num_ctx, size, min(size, vram_free))
             host.loaded = (*staying, expected)
+            host.pending[decision.model] = expected
+            for victim in decision.evicts:
+                host.pending.pop(victim, None)
         return Admission(self, decision.model, decision.loads or bool(decision.evicts))
 
     def _count_running(self, model: str, delta: int) -> None:

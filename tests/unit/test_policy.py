@@ -182,3 +182,19 @@ def test_token_correction_moves_a_model_out_of_reach() -> None:
     the_view = View(profiles=profiles(), token_ratio={CODER: 1.2})
     assert decide("implement", View(), prompt=28000).model == CODER
     assert decide("implement", the_view, prompt=28000).model == LONG
+
+
+def test_a_session_does_not_reload_its_model_over_a_busy_one() -> None:
+    # Another session evicted the fast model and is running on the coder now.
+    busy = view(resident(CODER, in_flight=1))
+    decision = decide("memory", busy, prompt=9000, session=SessionChoice(FAST, "memory", 32768))
+    assert decision.model == CODER
+    assert decision.loads is False
+
+
+def test_a_load_that_waits_for_a_busy_model_still_gets_headroom() -> None:
+    busy = view(resident(CODER, in_flight=1))
+    decision = decide("memory", busy, prompt=9000, policy="best_fit")
+    assert decision.model == FAST
+    assert decision.waits_for == (CODER,)
+    assert decision.num_ctx == 32768  # not the smallest rung that holds 13k tokens

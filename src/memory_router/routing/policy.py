@@ -132,7 +132,9 @@ def _option(
         load = plan(snapshot, profile, rung, costs)
         if not load.fits:
             break
-        if best is not None and (load.evicts != best[1].evicts or load.waits_for):
+        if best is not None and (
+            load.evicts != best[1].evicts or load.waits_for != best[1].waits_for
+        ):
             break  # a bigger context would cost more than headroom is worth
         best = (rung, load)
     if best is None:
@@ -200,7 +202,9 @@ def choose(
             why.append(f"policy fixed: always {chosen.spec.name}")
     if chosen is None and session is not None and residency:
         kept = next((o for o in options if o.spec.name == session.model), None)
-        if kept is not None and session.task == task and not (kept.load and kept.load.reload):
+        # Stay only where staying is free: a model another session's work has evicted since
+        # (or one that would need a bigger context) is chosen again on its score.
+        if kept is not None and session.task == task and not (kept.load and kept.load.loads):
             chosen = kept
             why.append(f"the session stays on {kept.spec.name} inside its {task} loop")
     if chosen is None:
