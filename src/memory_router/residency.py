@@ -68,13 +68,13 @@ class Admission:
         self._monitor = monitor
         self.model = model
         self._changes = changes
-        self._started = False
+        self._started = 0.0
         self._done = False
 
     def start(self) -> None:
         """The request now runs on the backend (room has been made)."""
         if not self._started and not self._done:
-            self._started = True
+            self._started = time.monotonic()
             self._monitor._count_running(self.model, +1)
 
     def release(self) -> None:
@@ -82,6 +82,7 @@ class Admission:
             self._done = True
             if self._started:
                 self._monitor._count_running(self.model, -1)
+                self._monitor._learn_duration(self.model, time.monotonic() - self._started)
             self._monitor._release(self.model, self._changes)
 
 
@@ -106,6 +107,8 @@ class ResidencyMonitor:
         self.profiles: dict[str, Profile] = {}
         self.in_flight: dict[str, int] = {}
         """Requests admitted per model: running, or waiting for room to be made."""
+        self.request_s: dict[str, float] = {}
+        """A running average of how long a request takes on each model."""
         self.running: dict[str, int] = {}
         """Requests running on each model's backend. Evictions wait for these only: two
         requests each waiting for the other's model to be unloaded must not deadlock."""
@@ -270,7 +273,13 @@ class ResidencyMonitor:
                 known=host.known,
             )
         idle = {model: now - at for model, at in self.last_used.items()}
-        return View(snapshots=snapshots, profiles=dict(self.profiles), idle_s=idle)
+        # Half a request each on average still to run, per request running.
+        busy = {
+            model: count * self.request_s[model] / 2
+            for model, count in self.running.items()
+            if count and model in self.request_s
+        }
+        return View(snapshots=snapshots, profiles=dict(self.profiles), idle_s=idle, busy_s=busy)
 
     # -- admission and eviction -----------------------------------------------------------
 
@@ -302,6 +311,10 @@ class ResidencyMonitor:
             for victim in decision.evicts:
                 host.pending.pop(victim, None)
         return Admission(self, decision.model, decision.loads or bool(decision.evicts))
+
+    def _learn_duration(self, model: str, seconds: float) -> None:
+        current = self.request_s.get(model)
+        self.request_s[model] = seconds if current is None else current + 0.2 * (seconds - current)
 
     def _count_running(self, model: str, delta: int) -> None:
         self.running[model] = max(self.running.get(model, 0) + delta, 0)

@@ -198,3 +198,16 @@ def test_a_load_that_waits_for_a_busy_model_still_gets_headroom() -> None:
     assert decision.model == FAST
     assert decision.waits_for == (CODER,)
     assert decision.num_ctx == 32768  # not the smallest rung that holds 13k tokens
+
+
+def test_the_wait_for_a_busy_model_is_what_its_requests_take() -> None:
+    busy = resident(CODER, in_flight=1)
+    slow = View(snapshots=view(busy).snapshots, profiles=profiles(), busy_s={CODER: 300.0})
+    quick = View(snapshots=view(busy).snapshots, profiles=profiles(), busy_s={CODER: 0.5})
+    fast_cost = {
+        name: next(c.cost for c in decide("memory", v).candidates if c.model == FAST)
+        for name, v in (("slow", slow), ("quick", quick))
+    }
+    assert fast_cost["slow"] > fast_cost["quick"]
+    assert decide("memory", quick).model == FAST  # a short wait is worth the better fit
+    assert decide("memory", slow).model == CODER

@@ -170,7 +170,7 @@ class RoutingEngine:
         key = session_key(request)
         session = self._session(key, self._clock())
         ratios = {spec.name: self.tokens.ratio(spec.name) for spec in self.catalog}
-        view = replace(view, token_ratio=ratios)
+        view = View(view.snapshots, view.profiles, view.idle_s, ratios, view.busy_s)
         decision = choose(task, prompt, output, self.catalog, view, self.settings, reasons, session)
         if remember:
             self.remember(key, decision)

@@ -29,7 +29,15 @@ from ..settings import ModelSpec, RoutingSettings, TaskClass
 from .decision import Candidate, Decision
 from .residency import LoadPlan, Profile, Snapshot, plan
 
-__all__ = ["EXPECTED_TURNS", "SessionChoice", "View", "choose", "ladder_for", "passthrough"]
+__all__ = [
+    "BUSY_WAIT_S",
+    "EXPECTED_TURNS",
+    "SessionChoice",
+    "View",
+    "choose",
+    "ladder_for",
+    "passthrough",
+]
 
 EXPECTED_TURNS: dict[TaskClass, float] = {
     "implement": 8.0,
@@ -40,7 +48,8 @@ EXPECTED_TURNS: dict[TaskClass, float] = {
 }
 """Requests of a kind that typically follow one another: how many turns a load serves."""
 
-_BUSY_WAIT_S = 60.0  # charged for evicting a model that still has requests in flight
+BUSY_WAIT_S = 60.0
+"""Expected wait for a busy model's requests to finish, until request times are measured."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +63,8 @@ class View:
     """Seconds since each model's last use through this router."""
     token_ratio: Mapping[str, float] = field(default_factory=dict)
     """Per-model correction of the cl100k estimate."""
+    busy_s: Mapping[str, float] = field(default_factory=dict)
+    """Expected seconds until a busy model's requests in flight have finished."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +153,7 @@ def _option(
     num_ctx, load = best
     load_s = profile.load_s if load.loads else 0.0
     evict_s = sum(costs.get(model, 0.0) for model in load.evicts)
-    evict_s += _BUSY_WAIT_S * len(load.waits_for)
+    evict_s += sum(view.busy_s.get(model, BUSY_WAIT_S) for model in load.waits_for)
     cost = settings.load_cost_per_s * (load_s + evict_s) / EXPECTED_TURNS[task]
     score = fit - cost if residency else fit
     return _Option(spec, needed, num_ctx, load, load_s, evict_s, cost, score)
