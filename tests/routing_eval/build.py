@@ -183,10 +183,11 @@ DENIED = (
 FAILED = "The tool execution failed with the following error:\n<error>\n{}\n</error>"
 
 
-def load_yaml_files() -> tuple[dict[str, Workspace], list[Json]]:
+def load_yaml_files(directory: Path = CASES_DIR) -> tuple[dict[str, Workspace], list[Json]]:
+    """The workspaces and case descriptions of every YAML file in ``directory``."""
     workspaces: dict[str, Workspace] = {}
     cases: list[Json] = []
-    for path in sorted(CASES_DIR.glob("*.yaml")):
+    for path in sorted(directory.glob("*.yaml")):
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as exc:

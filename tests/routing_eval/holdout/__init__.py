@@ -11,9 +11,7 @@ import copy
 from functools import cache
 from pathlib import Path
 
-import yaml
-
-from ..build import EvalCase, Json, Workspace, expand
+from ..build import EvalCase, Json, Workspace, expand, load_yaml_files
 
 __all__ = ["HOLDOUT_DIR", "load_holdout"]
 
@@ -21,29 +19,7 @@ HOLDOUT_DIR = Path(__file__).resolve().parent
 
 
 def _read(directory: Path) -> tuple[dict[str, Workspace], list[Json]]:
-    """``build.load_yaml_files`` for another directory."""
-    workspaces: dict[str, Workspace] = {}
-    cases: list[Json] = []
-    for path in sorted(directory.glob("*.yaml")):
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise ValueError(f"{path.name}: {exc}") from None
-        for name, spec in (data.get("workspaces") or {}).items():
-            if name in workspaces:
-                raise ValueError(f"{path.name}: workspace {name!r} defined twice")
-            workspaces[name] = Workspace(
-                name,
-                spec["path"],
-                bool(spec.get("memory_bank")),
-                str(spec.get("listing", "")).strip(),
-                dict(spec.get("files") or {}),
-                bool(spec.get("repo")),
-            )
-        for case in data.get("cases") or []:
-            case["_file"] = path.name
-            cases.append(case)
-    return workspaces, cases
+    return load_yaml_files(directory)
 
 
 @cache
