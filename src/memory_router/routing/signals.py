@@ -145,7 +145,6 @@ class RequestSignals:
     code: bool  # code or a diff in the user's latest words or the last assistant turn
     bank_rules: bool  # the user's rules (in the system prompt) keep a Cline memory bank
     first_turn: bool  # no assistant turn yet: the start of a task
-    estimated_tokens: int
     conversation_tokens: int  # the estimate without the system prompt and tools
     messages: int
     user_turns: int
@@ -189,17 +188,6 @@ def _is_tool_result(message: ChatMessage) -> bool:
         return False
     text = message.text()
     return text.lstrip().startswith("[") and "] Result:" in text[:300]
-
-
-def estimate_tokens(request: ChatCompletionRequest) -> int:
-    """A quick size estimate (about four characters a token), tools included."""
-    chars = sum(len(message.text()) for message in request.messages)
-    for message in request.messages:
-        for call in message.tool_calls or ():
-            chars += len(call.function.arguments) + len(call.function.name)
-    for tool in request.tools or ():
-        chars += len(tool.function.name) + len(tool.function.description or "") + 200
-    return chars // 4 + 4 * len(request.messages)
 
 
 def _words(messages: list[ChatMessage]) -> tuple[str, str, int]:
@@ -277,7 +265,6 @@ def read_signals(request: ChatCompletionRequest) -> RequestSignals:
         code=bool(_CODE.search(head, 0) or _CODE.search(last_assistant[-4000:])),
         bank_rules=any(marker in system for marker in _BANK_RULES),
         first_turn=not any(m.role == "assistant" for m in messages),
-        estimated_tokens=estimate_tokens(request),
         conversation_tokens=sum(len(m.text()) for m in messages if m.role != "system") // 4,
         messages=len(messages),
         user_turns=turns,
