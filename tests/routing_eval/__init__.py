@@ -35,6 +35,7 @@ __all__ = [
     "LABELS",
     "STYLES",
     "EvalCase",
+    "content_text",
     "is_multi_turn",
     "load_cases",
     "long_cline_request",
@@ -52,14 +53,18 @@ def load_cases() -> list[EvalCase]:
     return copy.deepcopy(list(_cases()))
 
 
+def content_text(content: Any) -> str:
+    """The text of a message's content: a string, or the text parts of a list."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(str(p.get("text") or "") for p in content if isinstance(p, dict))
+    return ""
+
+
 def message_text(message: Json) -> str:
     """All the text a model reads in one message: content parts and tool-call arguments."""
-    content = message.get("content")
-    pieces: list[str] = []
-    if isinstance(content, str):
-        pieces.append(content)
-    elif isinstance(content, list):
-        pieces.extend(str(p.get("text") or "") for p in content if isinstance(p, dict))
+    pieces = [content_text(message.get("content"))]
     for call in message.get("tool_calls") or []:
         pieces.append(call["function"]["name"])
         pieces.append(call["function"]["arguments"])
