@@ -29,7 +29,7 @@ from .backends.ollama import OllamaBackend
 from .errors import RateLimited, RouterError
 from .routing.decision import Decision
 from .routing.policy import View
-from .routing.residency import Budget, Profile, Resident, Snapshot, kv_bytes_from_show
+from .routing.residency import Budget, Profile, Resident, Snapshot, kv_bytes_from_show, plan
 from .settings import ModelSpec, RoutingSettings
 
 __all__ = ["Admission", "ResidencyMonitor"]
@@ -361,8 +361,6 @@ class ResidencyMonitor:
             host.loaded = tuple(r for r in host.loaded if r.model != victim)
 
     async def _warm(self) -> None:
-        from .routing.residency import plan
-
         for spec in self.catalog.values():
             host = self.hosts.get(spec.backend)
             profile = self.profiles.get(spec.name)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import structlog
@@ -117,9 +117,11 @@ class RouterService:
             status = await backend.status(timeout=2.0)
             if not status.answers:
                 return f"residency not read: {status.detail}"
-            self.backends = {backend.name: backend}
             self.monitor = ResidencyMonitor(
-                self.settings.config.routing, self.catalog, self.backends, self._budgets()
+                self.settings.config.routing,
+                self.catalog,
+                {backend.name: backend},
+                self._budgets([backend.name]),
             )
             await self.monitor.start(background=False)
             return None
@@ -145,7 +147,7 @@ class RouterService:
         self.engine.examples = index
         log.info("task_examples", examples=len(index), s=round(time.perf_counter() - started, 2))
 
-    def _budgets(self) -> dict[str, Budget]:
+    def _budgets(self, hosts: list[str] | None = None) -> dict[str, Budget]:
         """The memory budget of each Ollama host: configured, else this machine's."""
         config = self.settings.config.routing.budget
         vram, ram = config.vram_bytes, config.ram_bytes
@@ -157,7 +159,9 @@ class RouterService:
             ram = found.ram_bytes if ram is None else ram
             log.info("budget", vram=vram, ram=ram, source=found.source, notes=list(found.notes))
         budget = Budget(vram, ram, config.reserve_bytes)
-        return {name: budget for name, b in self.backends.items() if b.kind == "ollama"}
+        if hosts is None:
+            hosts = [name for name, b in self.backends.items() if b.kind == "ollama"]
+        return dict.fromkeys(hosts, budget)
 
     async def aclose(self) -> None:
         if self.monitor is not None:
@@ -319,18 +323,7 @@ class RouterService:
                 "session": decision.session,
                 "class": decision.task,
                 "signals": decision.signals,
-                "candidates": [
-                    {
-                        "model": c.model,
-                        "fit": c.task_fit,
-                        "score": c.score,
-                        "num_ctx": c.num_ctx,
-                        "fits": c.fits,
-                        "loads": c.loads,
-                        "cost": c.cost,
-                    }
-                    for c in decision.candidates
-                ],
+                "candidates": [asdict(candidate) for candidate in decision.candidates],
                 "model": decision.model,
                 "num_ctx": decision.num_ctx,
                 "reasons": list(decision.reasons),

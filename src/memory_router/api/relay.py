@@ -23,12 +23,6 @@ __all__ = ["decision_headers", "relay"]
 
 log = structlog.get_logger("memory_router.api")
 
-# How long to wait for the first event before sending headers (errors until then get a real
-# status), and how often to send a keepalive comment while a model is still loading after that.
-# Configured as routing.first_event_grace_s and routing.keepalive_s.
-FIRST_EVENT_GRACE_S = 2.0
-KEEPALIVE_S = 5.0
-
 
 class StreamEncoder(Protocol):
     def start(self) -> bytes | None: ...
@@ -83,10 +77,14 @@ async def relay(
     encoder: StreamEncoder,
     collector: Collector,
     response_id: str,
-    grace_s: float = FIRST_EVENT_GRACE_S,
-    keepalive_s: float = KEEPALIVE_S,
+    grace_s: float,
+    keepalive_s: float,
 ) -> Response:
-    """Answer a request from its event stream."""
+    """Answer a request from its event stream.
+
+    A stream waits up to ``grace_s`` for its first event before the headers go out (errors
+    until then get a real status), then sends a keepalive comment every ``keepalive_s`` while
+    a model is still loading (``routing.first_event_grace_s`` and ``routing.keepalive_s``)."""
     started = time.perf_counter()
     headers = decision_headers(decision)
     if not stream:
