@@ -6,6 +6,7 @@ import hashlib
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -102,30 +103,69 @@ def test_replace_manifest_and_delete(store: VectorStore) -> None:
 
 def test_file_state_spots_half_written_and_mixed_files(store: VectorStore) -> None:
     a = chunks_of("memory-bank/a.md", DOC_A)
-    store.replace_file(WS, "memory-bank/a.md", a[:2], vectors(a[:2]))  # 2 of 3 chunks
+    x = chunks_of("memory-bank/x.md", DOC_B)
+    store.replace_file(WS, "memory-bank/x.md", x, vectors(x))  # an unrelated, complete file
+    # A run killed before the marker (chunk 0) was written: two of three chunks.
+    upsert_raw(store, a[1:], indexes=[1, 2])
     state = store.indexed_files(WS)["memory-bank/a.md"]
     assert state == FileState(a[0].file_hash, 3, 2)
     assert not state.is_complete(a[0].file_hash)
+    assert store.indexed_files(WS)["memory-bank/x.md"] == FileState(x[0].file_hash, 1, 1)
+
+    # Old-version chunks next to a complete new version: the hashes disagree.
+    store.replace_file(WS, "memory-bank/a.md", a, vectors(a))
     old = chunks_of("memory-bank/a.md", "# Old\nversion\n")
-    x = chunks_of("memory-bank/x.md", DOC_B)
-    store.replace_file(WS, "memory-bank/x.md", x, vectors(x))  # an unrelated file
-    # Old-version chunks next to new ones: the hashes disagree.
-    collection_upsert_raw(store, old)
+    upsert_raw(store, old, indexes=[5])
     state = store.indexed_files(WS)["memory-bank/a.md"]
-    assert state.file_hash is None and state.present == 3
+    assert state.file_hash is None and state.present == 4
     assert not state.is_complete(a[0].file_hash)
 
 
-def collection_upsert_raw(store: VectorStore, chunks: list[Chunk]) -> None:
-    # Add chunks without deleting first, as a run killed between the two steps would.
-    original = store.client.get_collection(collection_name(WS), embedding_function=None)
-    rows: list[Sequence[float] | Sequence[int]] = [*vectors(chunks)]
-    original.upsert(
-        ids=[c.id for c in chunks],
-        embeddings=rows,
-        documents=[c.text for c in chunks],
-        metadatas=[{"file": c.file, "file_hash": c.file_hash, "chunk_count": 1} for c in chunks],
-    )
+def test_an_interrupted_replace_leaves_no_marker(
+    store: VectorStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = "\n\n".join(f"# H{i}\nline {i}" for i in range(5))
+    chunks = chunks_of("memory-bank/a.md", text)
+    store.replace_file(WS, "memory-bank/a.md", chunks, vectors(chunks))
+    assert store.indexed_files(WS)["memory-bank/a.md"].is_complete(chunks[0].file_hash)
+    new = chunks_of("memory-bank/a.md", text + "\n\n# H5\nline 5\n")
+    store._max_batch = 2  # three upserts for six chunks: the kill lands after the second
+    real_create = store._create
+    calls = []
+
+    def create(workspace: str | Path) -> Any:
+        collection = real_create(workspace)
+        real_upsert = collection.upsert
+
+        def upsert(**kwargs: Any) -> None:
+            calls.append([meta["chunk_index"] for meta in kwargs["metadatas"]])
+            if len(calls) == 3:
+                raise KeyboardInterrupt("killed")
+            real_upsert(**kwargs)
+
+        monkeypatch.setattr(collection, "upsert", upsert)
+        return collection
+
+    monkeypatch.setattr(store, "_create", create)
+    with pytest.raises(KeyboardInterrupt):
+        store.replace_file(WS, "memory-bank/a.md", new, vectors(new))
+    assert calls == [[1, 2], [3, 4], [5, 0]]  # the marker goes in the last write
+    state = store.indexed_files(WS)["memory-bank/a.md"]
+    assert state == FileState(new[0].file_hash, 6, 4)
+    assert not state.is_complete(new[0].file_hash)
+
+
+def test_strays_of_an_interrupted_delete_are_still_listed(store: VectorStore) -> None:
+    a, b = chunks_of("memory-bank/a.md", DOC_A), chunks_of("memory-bank/b.md", DOC_B)
+    store.replace_file(WS, "memory-bank/a.md", a, vectors(a))
+    store.replace_file(WS, "memory-bank/b.md", b, vectors(b))
+    # delete_file removes the marker first; killed right after, two strays stay behind.
+    collection = store.client.get_collection(collection_name(WS), embedding_function=None)
+    collection.delete(ids=[a[0].id])
+    assert store.indexed_files(WS) == {
+        "memory-bank/a.md": FileState(a[0].file_hash, 3, 2),
+        "memory-bank/b.md": FileState(b[0].file_hash, 1, 1),
+    }
 
 
 def test_query_scores_and_workspace_filter(store: VectorStore) -> None:
@@ -181,6 +221,26 @@ def test_ensure_rebuilds_on_a_new_fingerprint(store: VectorStore) -> None:
     assert store.ensure(WS, "model-2") is True
     assert store.count(WS) == 0
     assert store.ensure(WS, "model-2") is False
+
+
+def upsert_raw(store: VectorStore, chunks: list[Chunk], indexes: list[int]) -> None:
+    # Write chunks straight into the collection, as a killed run would have left them.
+    collection = store.client.get_collection(collection_name(WS), embedding_function=None)
+    rows: list[Sequence[float] | Sequence[int]] = [*vectors(chunks)]
+    collection.upsert(
+        ids=[c.id for c in chunks],
+        embeddings=rows,
+        documents=[c.text for c in chunks],
+        metadatas=[
+            {
+                "file": c.file,
+                "file_hash": c.file_hash,
+                "chunk_count": c.chunk_count,
+                "chunk_index": index,
+            }
+            for c, index in zip(chunks, indexes, strict=True)
+        ],
+    )
 
 
 def test_large_manifest_is_paged(store: VectorStore) -> None:

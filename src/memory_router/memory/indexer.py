@@ -5,7 +5,8 @@ from and how many chunks that version has. A file is up to date when the store h
 ``chunk_count`` chunks, all carrying the hash of the bytes on disk; anything else (changed,
 half-written by a killed run, duplicated) is deleted and written again, and files that are
 gone or now skipped lose their chunks. Whatever point a run is killed at, the next run
-leaves the store matching the disk exactly.
+leaves the store matching the disk exactly. A full scan costs one stored row per file, not
+per chunk, unless a killed run left strays (see ``VectorStore.indexed_files``).
 
 Index runs of one workspace are serialised by the store's ``write_lock``; searches never
 take it, so they answer from whatever is stored while a run goes on.
@@ -33,9 +34,10 @@ log = structlog.get_logger("memory_router.memory")
 
 Progress = Callable[[int, int], None]
 
-# Bump when chunk_file or embedding_text change what is stored for the same bytes: the
-# collection fingerprint changes and every bank is rebuilt once.
-CHUNKER_VERSION = "1"
+# Bump when chunk_file, embedding_text or the store's write order change what is stored for
+# the same bytes: the collection fingerprint changes and every bank is rebuilt once.
+# 2: each file's marker chunk is written last and deleted first (VectorStore.replace_file).
+CHUNKER_VERSION = "2"
 # Chunks embedded together: big enough for efficient model batches, small enough that files
 # land in the store (and progress moves) every few seconds.
 _GROUP_CHUNKS = 64

@@ -3,6 +3,10 @@
 Chroma's own metadata is the index manifest: every chunk carries its file, the hash of the
 file version it came from and how many chunks that version has, so a sync can tell a
 complete file from a half-written one without a side file that could disagree with it.
+A file's first chunk (``chunk_index`` 0) is its marker: written after all its other chunks
+and deleted before them, so a marker means the file's chunks are all there. A full scan
+reads the markers alone (one row a file) and trusts them when their chunk counts add up to
+the collection's count; otherwise (a killed run left strays) it reads every chunk.
 Vectors always come from our embedder: collections are made without an embedding function
 (Chroma's default would download a model) and use cosine distance.
 """
@@ -260,6 +264,25 @@ class VectorStore:
             for file in present
         }
 
+    @staticmethod
+    def _marked_states(collection: Collection) -> dict[str, FileState] | None:
+        """Every file's state from its marker alone, or None when the markers' chunk counts
+        do not add up to the collection's count (strays of a killed run: read every chunk).
+
+        A marker is written last and deleted first, so a marker of hash H and count N means
+        the file's N chunks of version H are stored. The count check covers what markers
+        cannot show: chunks left behind without one.
+        """
+        states: dict[str, FileState] = {}
+        for _, _, meta in VectorStore._rows(collection, {"chunk_index": 0}):
+            file, count = _text(meta, "file"), _number(meta, "chunk_count")
+            if file in states or count < 1:
+                return None
+            states[file] = FileState(_text(meta, "file_hash"), count, count)
+        if sum(state.present for state in states.values()) != collection.count():
+            return None
+        return states
+
     def indexed_files(
         self, workspace: str | Path, files: Sequence[str] | None = None
     ) -> dict[str, FileState]:
@@ -268,6 +291,9 @@ class VectorStore:
         if collection is None:
             return {}
         if files is None:
+            marked = self._marked_states(collection)
+            if marked is not None:
+                return marked
             return self._states(self._rows(collection, None))
         if not files:
             return {}
@@ -310,9 +336,9 @@ class VectorStore:
         chunks: Sequence[Chunk],
         embeddings: Sequence[Sequence[float]],
     ) -> None:
-        """Delete the file's chunks, then write these: all of one file version, in order.
-        Interrupted anywhere, the file is left incomplete (fewer chunks than
-        ``chunk_count``, or an old hash), never silently stale.
+        """Delete the file's chunks, then write these: all of one file version, the marker
+        (chunk 0) last. Interrupted anywhere, the file is left incomplete (no marker, fewer
+        chunks than ``chunk_count``, or an old hash), never silently stale.
         """
         if len(chunks) != len(embeddings):
             raise ValueError(f"{len(chunks)} chunks but {len(embeddings)} embeddings")
@@ -320,20 +346,21 @@ class VectorStore:
         if strays:
             raise ValueError(f"chunks of {', '.join(sorted(strays))} given for {file}")
         collection = self._create(workspace)
-        collection.delete(where={"file": file})
+        self._delete_file(collection, file)
         if chunks:
             self._record_dimension(collection, len(embeddings[0]))
+        order = [*range(1, len(chunks)), 0]  # the marker last
         step = self._batch_size()
         for start in range(0, len(chunks), step):
-            batch = chunks[start : start + step]
+            batch = order[start : start + step]
             vectors: list[Sequence[float] | Sequence[int]] = [
-                list(vector) for vector in embeddings[start : start + step]
+                list(embeddings[index]) for index in batch
             ]
             collection.upsert(
-                ids=[chunk.id for chunk in batch],
+                ids=[chunks[index].id for index in batch],
                 embeddings=vectors,
-                documents=[chunk.text for chunk in batch],
-                metadatas=[_chunk_metadata(c, start + i) for i, c in enumerate(batch)],
+                documents=[chunks[index].text for index in batch],
+                metadatas=[_chunk_metadata(chunks[index], index) for index in batch],
             )
 
     @staticmethod
@@ -363,11 +390,17 @@ class VectorStore:
             for meta, vector in zip(metadatas, embeddings, strict=True)
         }
 
+    @staticmethod
+    def _delete_file(collection: Collection, file: str) -> None:
+        # The marker first: a file must never look complete while its chunks go.
+        collection.delete(where={"$and": [{"file": file}, {"chunk_index": 0}]})
+        collection.delete(where={"file": file})
+
     def delete_file(self, workspace: str | Path, file: str) -> None:
         """Remove every chunk of one file."""
         collection = self._get(workspace)
         if collection is not None:
-            collection.delete(where={"file": file})
+            self._delete_file(collection, file)
 
     def count(self, workspace: str | Path) -> int:
         """How many chunks the workspace has."""
