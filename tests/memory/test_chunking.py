@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from memory_router.memory.chunking import chunk_file, chunk_id
+from memory_router.memory.chunking import chunk_file, chunk_id, marker_state
 from memory_router.memory.types import Bank
 from memory_router.tokens import count_tokens, truncate_tokens
 
@@ -60,8 +60,17 @@ def test_sections_heading_paths_and_exact_lines() -> None:
 def test_chunk_fields() -> None:
     chunks = chunk_file(BANK, FILE, DOC, HASH, max_tokens=400)
     path_key = hashlib.sha1(FILE.encode()).hexdigest()[:12]
-    assert [c.id for c in chunks] == [f"{path_key}:{'ab' * 8}:{i}" for i in range(4)]
-    assert chunk_id(FILE, HASH, 3) == chunks[3].id
+    # Chunk 0 is the file's marker: its id also names the count, the whole hash and the path.
+    assert [c.id for c in chunks] == [
+        f"{path_key}:{'ab' * 8}:0:4:{HASH}:{FILE}",
+        *(f"{path_key}:{'ab' * 8}:{i}" for i in range(1, 4)),
+    ]
+    assert chunk_id(FILE, HASH, 3, len(chunks)) == chunks[3].id
+    assert marker_state(chunks[0].id) == (FILE, HASH, 4)
+    assert [marker_state(c.id) for c in chunks[1:]] == [None, None, None]
+    odd = "memory-bank/notes: 10:30 meeting.md"  # colons in a path survive the round trip
+    assert marker_state(chunk_id(odd, HASH, 0, 7)) == (odd, HASH, 7)
+    assert marker_state("legacy:abcd:0") is None
     for chunk in chunks:
         assert chunk.workspace == "/work/demo"
         assert chunk.file == FILE

@@ -112,11 +112,19 @@ def read_bank_file(bank: Bank, rel_path: str, max_bytes: int) -> BankFile | Skip
         # Inside a symlinked folder: the listing does not follow those, so neither do we.
         if path.parent.resolve() != path.parent:
             return None
+    except (OSError, RuntimeError) as exc:
+        return Skipped(rel_path, f"unreadable: {getattr(exc, 'strerror', None) or exc}")
+    return _inspect(bank, rel_path, path, max_bytes)
+
+
+def _inspect(bank: Bank, rel_path: str, path: Path, max_bytes: int) -> BankFile | Skipped | None:
+    """``read_bank_file`` once the path is known to lie in no symlinked folder."""
+    try:
         link_mode = os.lstat(path).st_mode
     except FileNotFoundError:
         return None
-    except (OSError, RuntimeError) as exc:
-        return Skipped(rel_path, f"unreadable: {getattr(exc, 'strerror', None) or exc}")
+    except OSError as exc:
+        return Skipped(rel_path, f"unreadable: {exc.strerror or exc}")
     if stat.S_ISDIR(link_mode):
         return None
     if stat.S_ISLNK(link_mode):
@@ -144,12 +152,12 @@ def _read_at_most(handle: BinaryIO, limit: int) -> bytes:
 
 def _read(rel_path: str, path: Path, max_bytes: int) -> BankFile | Skipped:
     try:
-        info = path.stat()
+        info = os.stat(path)
         if not stat.S_ISREG(info.st_mode):  # FIFOs and devices would block or never end
             return Skipped(rel_path, "not a regular file")
         if info.st_size > max_bytes:
             return Skipped(rel_path, f"larger than {max_bytes} bytes ({info.st_size})")
-        with path.open("rb") as handle:
+        with open(path, "rb") as handle:
             data = _read_at_most(handle, max_bytes + 1)  # it may have grown since stat()
     except OSError as exc:
         return Skipped(rel_path, f"unreadable: {exc.strerror or exc}")
@@ -170,38 +178,41 @@ def _read(rel_path: str, path: Path, max_bytes: int) -> BankFile | Skipped:
     )
 
 
-def _walk(bank: Bank, skipped: list[Skipped]) -> Iterable[str]:
+def _walk(bank: Bank, skipped: list[Skipped]) -> Iterable[tuple[str, str]]:
+    """(workspace-relative path, absolute path) of every candidate file, in no symlinked
+    folder: os.walk does not follow links, and symlinked folders are pruned (and reported)."""
+
     def on_error(exc: OSError) -> None:
         where = Path(exc.filename or bank.root)
         rel = where.relative_to(bank.workspace).as_posix() if where.is_absolute() else str(where)
         skipped.append(Skipped(rel, f"unreadable directory: {exc.strerror or exc}"))
 
-    # followlinks=False: a symlinked folder could lead anywhere, or loop.
     for directory, dirnames, filenames in os.walk(bank.root, onerror=on_error):
-        base = Path(directory)
+        base_rel = Path(directory).relative_to(bank.workspace).as_posix()
         for name in list(dirnames):
-            if name.startswith(".") or (base / name).is_symlink():
+            if name.startswith(".") or os.path.islink(os.path.join(directory, name)):
                 dirnames.remove(name)
                 if not name.startswith("."):
-                    rel = (base / name).relative_to(bank.workspace).as_posix()
-                    skipped.append(Skipped(rel, "symlinked directory (not followed)"))
+                    skipped.append(
+                        Skipped(f"{base_rel}/{name}", "symlinked directory (not followed)")
+                    )
         dirnames.sort()
         for name in sorted(filenames):
             if _is_candidate(name):
-                yield (base / name).relative_to(bank.workspace).as_posix()
+                yield f"{base_rel}/{name}", os.path.join(directory, name)
 
 
 def bank_paths(bank: Bank) -> list[str]:
     """The workspace-relative paths of every ``*.md`` under the bank, sorted (not read)."""
-    return sorted(_walk(bank, []))
+    return sorted(rel_path for rel_path, _ in _walk(bank, []))
 
 
 def bank_files(bank: Bank, max_bytes: int) -> tuple[list[BankFile], list[Skipped]]:
     """Every indexable ``*.md`` under the bank (recursive, sorted), and what was left out."""
     files: list[BankFile] = []
     skipped: list[Skipped] = []
-    for rel_path in _walk(bank, skipped):
-        result = read_bank_file(bank, rel_path, max_bytes)
+    for rel_path, path in _walk(bank, skipped):
+        result = _inspect(bank, rel_path, Path(path), max_bytes)
         if isinstance(result, BankFile):
             files.append(result)
         elif isinstance(result, Skipped):

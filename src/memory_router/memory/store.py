@@ -4,9 +4,10 @@ Chroma's own metadata is the index manifest: every chunk carries its file, the h
 file version it came from and how many chunks that version has, so a sync can tell a
 complete file from a half-written one without a side file that could disagree with it.
 A file's first chunk (``chunk_index`` 0) is its marker: written after all its other chunks
-and deleted before them, so a marker means the file's chunks are all there. A full scan
-reads the markers alone (one row a file) and trusts them when their chunk counts add up to
-the collection's count; otherwise (a killed run left strays) it reads every chunk.
+and deleted before them, so a marker means the file's chunks are all there, and its id
+names the file, hash and chunk count. A full scan reads the markers' ids alone and trusts
+them when their chunk counts add up to the collection's count; otherwise (a killed run left
+strays) it reads every chunk's metadata.
 Vectors always come from our embedder: collections are made without an embedding function
 (Chroma's default would download a model) and use cosine distance.
 """
@@ -26,6 +27,7 @@ from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any
 
 from ..errors import BackendUnavailable
+from .chunking import marker_state
 from .types import Chunk, SearchHit
 
 if TYPE_CHECKING:
@@ -266,19 +268,27 @@ class VectorStore:
 
     @staticmethod
     def _marked_states(collection: Collection) -> dict[str, FileState] | None:
-        """Every file's state from its marker alone, or None when the markers' chunk counts
-        do not add up to the collection's count (strays of a killed run: read every chunk).
+        """Every file's state from its marker's id alone, or None when the markers' chunk
+        counts do not add up to the collection's count (strays of a killed run, or ids of
+        another format: read every chunk instead).
 
         A marker is written last and deleted first, so a marker of hash H and count N means
         the file's N chunks of version H are stored. The count check covers what markers
         cannot show: chunks left behind without one.
         """
         states: dict[str, FileState] = {}
-        for _, _, meta in VectorStore._rows(collection, {"chunk_index": 0}):
-            file, count = _text(meta, "file"), _number(meta, "chunk_count")
-            if file in states or count < 1:
-                return None
-            states[file] = FileState(_text(meta, "file_hash"), count, count)
+        offset = 0
+        while True:
+            page = collection.get(where={"chunk_index": 0}, include=[], limit=_PAGE, offset=offset)
+            for chunk_id in page["ids"]:
+                marked = marker_state(chunk_id)
+                if marked is None or marked[0] in states:
+                    return None
+                file, file_hash, count = marked
+                states[file] = FileState(file_hash, count, count)
+            if len(page["ids"]) < _PAGE:
+                break
+            offset += _PAGE
         if sum(state.present for state in states.values()) != collection.count():
             return None
         return states
