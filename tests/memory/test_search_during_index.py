@@ -7,6 +7,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
+
+from memory_router.memory import indexer
 from memory_router.memory.embedder import SentenceTransformerEmbedder
 from memory_router.memory.indexer import sync_bank
 from memory_router.memory.store import VectorStore
@@ -15,22 +18,21 @@ from tests.memory.conftest import write_bank
 
 
 class SlowStore(VectorStore):
-    """Takes its time over every file write, as a big bank on a slow disk would."""
+    """Takes its time over every write, as a big bank on a slow disk would."""
 
-    def replace_file(
+    def replace_files(
         self,
         workspace: str | Path,
-        file: str,
-        chunks: Sequence[Chunk],
-        embeddings: Sequence[Sequence[float]],
+        files: Sequence[tuple[str, Sequence[Chunk], Sequence[Sequence[float]]]],
     ) -> None:
         time.sleep(0.12)
-        super().replace_file(workspace, file, chunks, embeddings)
+        super().replace_files(workspace, files)
 
 
 def test_search_while_a_long_sync_runs(
-    tmp_path: Path, embedder: SentenceTransformerEmbedder
+    tmp_path: Path, embedder: SentenceTransformerEmbedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(indexer, "_GROUP_CHUNKS", 2)  # two files a write, as in a big bank
     texts = {
         f"harbor{n:02d}.md": f"# Harbor {n}\n\nBerth {n} has shore power and a fuel dock.\n"
         for n in range(20)

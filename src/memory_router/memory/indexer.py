@@ -36,11 +36,12 @@ Progress = Callable[[int, int], None]
 
 # Bump when chunk_file, embedding_text or the store's write order change what is stored for
 # the same bytes: the collection fingerprint changes and every bank is rebuilt once.
-# 2: each file's marker chunk is written last and deleted first (VectorStore.replace_file).
+# 2: each file's marker chunk is written last and deleted first (VectorStore.replace_files).
 CHUNKER_VERSION = "2"
-# Chunks embedded together: big enough for efficient model batches, small enough that files
-# land in the store (and progress moves) every few seconds.
-_GROUP_CHUNKS = 64
+# Chunks embedded and written together: each Chroma write has a fixed cost of tens of
+# milliseconds, so big enough to spread it, small enough that files land in the store (and
+# progress moves) every few seconds.
+_GROUP_CHUNKS = 256
 
 
 @dataclass(slots=True)
@@ -133,21 +134,23 @@ def _write(
     done = total - len(jobs)
     start = 0
     while start < len(jobs):
-        # Files are grouped up to about _GROUP_CHUNKS chunks and embedded together; each
-        # file is then written on its own, so a kill loses at most the group in flight.
+        # Files are grouped up to about _GROUP_CHUNKS chunks, embedded together and written
+        # in one go (markers last), so a kill loses at most the group in flight.
         end, size = start, 0
         while end < len(jobs) and (end == start or size + len(jobs[end].chunks) <= _GROUP_CHUNKS):
             size += len(jobs[end].chunks)
             end += 1
         group = jobs[start:end]
         vectors = _vectors(store, embedder, workspace, group)
+        writes = []
         offset = 0
         for job in group:
             count = len(job.chunks)
-            store.replace_file(
-                workspace, job.file.rel_path, job.chunks, vectors[offset : offset + count]
-            )
+            writes.append((job.file.rel_path, job.chunks, vectors[offset : offset + count]))
             offset += count
+        store.replace_files(workspace, writes)
+        for job in group:
+            count = len(job.chunks)
             report.files_indexed += 1
             report.chunks_added += count
             report.chunks_deleted += job.replaced

@@ -350,28 +350,49 @@ class VectorStore:
         (chunk 0) last. Interrupted anywhere, the file is left incomplete (no marker, fewer
         chunks than ``chunk_count``, or an old hash), never silently stale.
         """
-        if len(chunks) != len(embeddings):
-            raise ValueError(f"{len(chunks)} chunks but {len(embeddings)} embeddings")
-        strays = {chunk.file for chunk in chunks} - {file}
-        if strays:
-            raise ValueError(f"chunks of {', '.join(sorted(strays))} given for {file}")
+        self.replace_files(workspace, [(file, chunks, embeddings)])
+
+    def replace_files(
+        self,
+        workspace: str | Path,
+        files: Sequence[tuple[str, Sequence[Chunk], Sequence[Sequence[float]]]],
+    ) -> None:
+        """``replace_file`` for several files in as few Chroma writes as possible.
+
+        Each write costs tens of milliseconds however small (Chroma commits it), so files
+        go together: their markers are deleted, then their chunks, then every chunk but the
+        markers is written, and the markers last. A kill anywhere leaves each file either
+        complete or without a marker.
+        """
+        names: list[str] = []
+        rows: list[tuple[Chunk, int, Sequence[float]]] = []
+        markers: list[tuple[Chunk, int, Sequence[float]]] = []
+        for file, chunks, embeddings in files:
+            if len(chunks) != len(embeddings):
+                raise ValueError(f"{len(chunks)} chunks but {len(embeddings)} embeddings")
+            strays = {chunk.file for chunk in chunks} - {file}
+            if strays:
+                raise ValueError(f"chunks of {', '.join(sorted(strays))} given for {file}")
+            names.append(file)
+            for index, (chunk, vector) in enumerate(zip(chunks, embeddings, strict=True)):
+                (markers if index == 0 else rows).append((chunk, index, vector))
+        if not names:
+            return
         collection = self._create(workspace)
-        self._delete_file(collection, file)
-        if chunks:
-            self._record_dimension(collection, len(embeddings[0]))
-        order = [*range(1, len(chunks)), 0]  # the marker last
+        self._delete_files(collection, names)
+        if markers:
+            self._record_dimension(collection, len(markers[0][2]))
         step = self._batch_size()
-        for start in range(0, len(chunks), step):
-            batch = order[start : start + step]
-            vectors: list[Sequence[float] | Sequence[int]] = [
-                list(embeddings[index]) for index in batch
-            ]
-            collection.upsert(
-                ids=[chunks[index].id for index in batch],
-                embeddings=vectors,
-                documents=[chunks[index].text for index in batch],
-                metadatas=[_chunk_metadata(chunks[index], index) for index in batch],
-            )
+        for part in (rows, markers):
+            for start in range(0, len(part), step):
+                batch = part[start : start + step]
+                vectors: list[Sequence[float] | Sequence[int]] = [list(v) for _, _, v in batch]
+                collection.upsert(
+                    ids=[chunk.id for chunk, _, _ in batch],
+                    embeddings=vectors,
+                    documents=[chunk.text for chunk, _, _ in batch],
+                    metadatas=[_chunk_metadata(chunk, index) for chunk, index, _ in batch],
+                )
 
     @staticmethod
     def _record_dimension(collection: Collection, dimension: int) -> None:
@@ -401,16 +422,19 @@ class VectorStore:
         }
 
     @staticmethod
-    def _delete_file(collection: Collection, file: str) -> None:
-        # The marker first: a file must never look complete while its chunks go.
-        collection.delete(where={"$and": [{"file": file}, {"chunk_index": 0}]})
-        collection.delete(where={"file": file})
+    def _delete_files(collection: Collection, files: Sequence[str]) -> None:
+        # The markers first: a file must never look complete while its chunks go.
+        named: dict[str, Any] = (
+            {"file": files[0]} if len(files) == 1 else {"file": {"$in": list(files)}}
+        )
+        collection.delete(where={"$and": [named, {"chunk_index": 0}]})
+        collection.delete(where=named)
 
     def delete_file(self, workspace: str | Path, file: str) -> None:
         """Remove every chunk of one file."""
         collection = self._get(workspace)
         if collection is not None:
-            self._delete_file(collection, file)
+            self._delete_files(collection, [file])
 
     def count(self, workspace: str | Path) -> int:
         """How many chunks the workspace has."""
