@@ -145,14 +145,15 @@ def test_crash_inside_a_file_write_is_repaired(
     (bank.root / "activeContext.md").unlink()
 
     crashing = CrashingStore(store, crash_on)
+    crashing._max_batch = 4  # the 8 chunks of the 3 changed files take two writes
     with pytest.raises(RuntimeError, match="simulated crash"):
         sync_bank(bank, crashing, embedder, **LIMITS)
     assert not crashing.write_lock(ws).locked()  # the lock is released on the way out
 
     report = sync_bank(bank, store, embedder, **LIMITS)
     assert report.files_deleted == 0  # activeContext.md went before the crash
-    # The three changed files go in one write: every chunk but the markers, then the markers.
-    # Killed in the first, no file got its marker; in the second, one of three did.
+    # The changed files' 5 other chunks, then their 3 markers, four rows a write: killed in
+    # the first write, no file got its marker; halfway through the second, one of three did.
     assert crashing.writes == crash_on
     assert report.files_indexed == 3 - (crash_on - 1)
     assert assert_store_matches_disk(bank, store) == report.chunks_total == 4 + 4 + 4 + 5 + 1 + 2

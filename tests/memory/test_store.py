@@ -129,7 +129,7 @@ def test_an_interrupted_replace_leaves_no_marker(
     store.replace_file(WS, "memory-bank/a.md", chunks, vectors(chunks))
     assert store.indexed_files(WS)["memory-bank/a.md"].is_complete(chunks[0].file_hash)
     new = chunks_of("memory-bank/a.md", text + "\n\n# H5\nline 5\n")
-    store._max_batch = 2  # chunks 1-5 in three writes, then the marker: killed in that last
+    store._max_batch = 2  # three writes for six chunks: the kill lands in the last
     real_create = store._create
     calls = []
 
@@ -139,7 +139,7 @@ def test_an_interrupted_replace_leaves_no_marker(
 
         def upsert(**kwargs: Any) -> None:
             calls.append([meta["chunk_index"] for meta in kwargs["metadatas"]])
-            if len(calls) == 4:
+            if len(calls) == 3:
                 raise KeyboardInterrupt("killed")
             real_upsert(**kwargs)
 
@@ -149,9 +149,9 @@ def test_an_interrupted_replace_leaves_no_marker(
     monkeypatch.setattr(store, "_create", create)
     with pytest.raises(KeyboardInterrupt):
         store.replace_file(WS, "memory-bank/a.md", new, vectors(new))
-    assert calls == [[1, 2], [3, 4], [5], [0]]  # the marker goes in a write of its own, last
+    assert calls == [[1, 2], [3, 4], [5, 0]]  # the marker goes last
     state = store.indexed_files(WS)["memory-bank/a.md"]
-    assert state == FileState(new[0].file_hash, 6, 5)
+    assert state == FileState(new[0].file_hash, 6, 4)
     assert not state.is_complete(new[0].file_hash)
 
 

@@ -359,9 +359,10 @@ class VectorStore:
     ) -> None:
         """``replace_file`` for several files in as few Chroma writes as possible.
 
-        Each write costs tens of milliseconds however small (Chroma commits it), so files
-        go together: their markers are deleted, then their chunks, then every chunk but the
-        markers is written, and the markers last. A kill anywhere leaves each file either
+        Each write costs tens of milliseconds however small (Chroma commits it to its
+        write-ahead log as one transaction), so files go together: their markers are
+        deleted, then their chunks, then every chunk is written with the markers last (in
+        the last write when there are several). A kill anywhere leaves each file either
         complete or without a marker.
         """
         names: list[str] = []
@@ -382,17 +383,17 @@ class VectorStore:
         self._delete_files(collection, names)
         if markers:
             self._record_dimension(collection, len(markers[0][2]))
+        ordered = rows + markers
         step = self._batch_size()
-        for part in (rows, markers):
-            for start in range(0, len(part), step):
-                batch = part[start : start + step]
-                vectors: list[Sequence[float] | Sequence[int]] = [list(v) for _, _, v in batch]
-                collection.upsert(
-                    ids=[chunk.id for chunk, _, _ in batch],
-                    embeddings=vectors,
-                    documents=[chunk.text for chunk, _, _ in batch],
-                    metadatas=[_chunk_metadata(chunk, index) for chunk, index, _ in batch],
-                )
+        for start in range(0, len(ordered), step):
+            batch = ordered[start : start + step]
+            vectors: list[Sequence[float] | Sequence[int]] = [list(v) for _, _, v in batch]
+            collection.upsert(
+                ids=[chunk.id for chunk, _, _ in batch],
+                embeddings=vectors,
+                documents=[chunk.text for chunk, _, _ in batch],
+                metadatas=[_chunk_metadata(chunk, index) for chunk, index, _ in batch],
+            )
 
     @staticmethod
     def _record_dimension(collection: Collection, dimension: int) -> None:
