@@ -137,6 +137,13 @@ def test_decision_log_holds_prompt_text_only_when_asked(
         (record,) = read_records(path)
         assert record["class"] == "implement"
         assert record["model"] == CODER
+        logged = {c["model"]: c for c in record["candidates"]}
+        assert set(logged) == {FAST, CODER, LONG}
+        assert logged[CODER]["task_fit"] == 0.95 and logged[CODER]["evicts"] == []
+        assert set(logged[CODER]) == {
+            "model", "backend", "task_fit", "num_ctx", "fits", "score", "loads", "evicts",
+            "load_s", "cost",
+        }  # fmt: skip
         if log_prompts:
             assert record["signals"]["prompt"] == "Implement retries in the client"
         else:

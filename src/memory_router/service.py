@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import aclosing
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -323,7 +323,8 @@ class RouterService:
                 "session": decision.session,
                 "class": decision.task,
                 "signals": decision.signals,
-                "candidates": [asdict(candidate) for candidate in decision.candidates],
+                # orjson writes dataclasses itself, ~20x faster than asdict() and a dict.
+                "candidates": list(decision.candidates),
                 "model": decision.model,
                 "num_ctx": decision.num_ctx,
                 "reasons": list(decision.reasons),
