@@ -22,6 +22,8 @@ from typing import Any
 
 import yaml
 
+from .snapshot import frozen_text
+
 HERE = Path(__file__).resolve().parent
 CASES_DIR = HERE / "cases"
 REPO = HERE.parent.parent
@@ -204,10 +206,9 @@ def load_yaml_files(directory: Path = CASES_DIR) -> tuple[dict[str, Workspace], 
     return workspaces, cases
 
 
-@cache
 def repo_text(path: str) -> str:
-    """A file of this repository (for realistic long tool results)."""
-    return (REPO / path).read_text(encoding="utf-8")
+    """A file of this repository (for realistic long tool results), as frozen for the sets."""
+    return frozen_text(path)
 
 
 def _resolve(entry: Any) -> str:
