@@ -22,7 +22,7 @@ from .events import Event, Finish
 from .residency import ResidencyMonitor
 from .routing.decision import Decision
 from .routing.engine import RoutingEngine
-from .routing.policy import View, choose, passthrough
+from .routing.policy import View, passthrough
 from .routing.residency import Budget
 from .settings import TASK_CLASSES, ModelSpec, Settings, TaskClass
 from .wire.openai import ChatCompletionRequest, CompletionRequest
@@ -223,16 +223,8 @@ class RouterService:
 
     def decide_completion(self, request: CompletionRequest) -> Decision:
         if request.model == self.virtual_model:
-            # Raw completions are code completion (editor autocomplete): the coder's work.
-            prompt = len(request.prompt_text()) // 4
-            return choose(
-                "implement",
-                prompt,
-                request.max_tokens or 256,
-                self.catalog,
-                self.view(),
-                self.settings.config.routing,
-                ["raw prompt completion"],
+            return self.engine.decide_completion(
+                request.prompt_text(), request.max_tokens, self.view()
             )
         spec = self.spec(request.model)
         if spec is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +19,8 @@ from memory_router.routing.residency import (
 from memory_router.wire.openai import ChatCompletionRequest
 from tests.ollama_emulator import reference_profile
 from tests.ollama_emulator.routes import _model_info
+
+REPO = Path(__file__).resolve().parents[2]
 
 GB = 1_000_000_000
 
@@ -152,3 +155,26 @@ def test_correction_is_learned_from_prompt_eval_count() -> None:
     estimator.observe("m", 1000, 50)
     assert estimator.ratio("m") == pytest.approx(1.2, abs=0.01)
     assert estimator.ratio("other") == 1.0
+
+
+def test_raw_completions_are_counted_with_tiktoken_and_the_learned_ratio() -> None:
+    from memory_router.routing.engine import RoutingEngine
+    from memory_router.routing.policy import View
+    from memory_router.settings import load_settings
+    from memory_router.tokens import count_tokens
+
+    settings = load_settings(REPO / "config", environ={}, env_file=None)
+    engine = RoutingEngine(settings.models.models, settings.config.routing, 4096)
+    # Code tokenizes far from 4 characters a token: a character estimate would be off.
+    prompt = "def f(x):\n    return {k: v for k, v in x.items() if v}\n" * 40
+    tokens = count_tokens(prompt)
+    assert abs(tokens - len(prompt) // 4) > tokens // 4
+    decision = engine.decide_completion(prompt, 64, View())
+    assert decision.signals["prompt_tokens"] == tokens
+    assert decision.task == "implement" and decision.needed_tokens == tokens + 64
+    for _ in range(40):
+        engine.tokens.observe(decision.model, tokens, round(tokens * 1.5))
+    again = engine.decide_completion(prompt, 64, View())
+    assert again.model == decision.model
+    assert again.needed_tokens == pytest.approx(tokens * 1.5 + 64, rel=0.02)
+    assert engine.tokens.counted == 1  # the same prompt is tokenized once

@@ -76,6 +76,10 @@ class ContextEstimator:
             ),
         )
 
+    def text_tokens(self, text: str) -> int:
+        """Tokens of a raw prompt (``/v1/completions``), counted once per distinct text."""
+        return self._cached((hash(text), -1), lambda: text)
+
     def prompt_tokens(self, request: ChatCompletionRequest) -> int:
         """The request's prompt size in ``cl100k_base`` tokens (uncorrected)."""
         total = self.tools_tokens(request)

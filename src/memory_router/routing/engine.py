@@ -144,6 +144,17 @@ class RoutingEngine:
 
     # -- the decision ---------------------------------------------------------------------
 
+    def decide_completion(self, prompt: str, max_tokens: int | None, view: View) -> Decision:
+        """Route a raw completion (editor autocomplete): the coder's kind of work."""
+        ratios = {spec.name: self.tokens.ratio(spec.name) for spec in self.catalog}
+        view = View(view.snapshots, view.profiles, view.idle_s, ratios, view.busy_s)
+        tokens = self.tokens.text_tokens(prompt)
+        decision = choose(
+            "implement", tokens, max_tokens or 256, self.catalog, view, self.settings,
+            ["raw prompt completion"],
+        )  # fmt: skip
+        return replace(decision, signals={"prompt_tokens": tokens})
+
     def decide(
         self, request: ChatCompletionRequest, view: View, *, remember: bool = True
     ) -> Decision:
