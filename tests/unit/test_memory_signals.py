@@ -9,9 +9,7 @@ without a memory bank; 24 tools, no ``editor``, a ``# Plan Mode`` section in the
 from __future__ import annotations
 
 import ast
-import copy
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
@@ -24,86 +22,23 @@ from memory_router.routing.memory_signals import (
     workspace_from_request,
 )
 from memory_router.wire.openai import ChatCompletionRequest
-
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "cline"
-WS = "/tmp/cline_capture/todo-app"
-BRIEF, ACTIVE, PROGRESS = (
-    "memory-bank/projectbrief.md",
-    "memory-bank/activeContext.md",
-    "memory-bank/progress.md",
+from tests.unit.cline_requests import (
+    BANK,
+    BRIEF,
+    LAPSED,
+    NATIVE_READ,
+    TASK,
+    WS,
+    XML_READ,
+    load,
+    native_call,
+    native_task,
+    ok,
+    set_xml_mode,
+    signals,
+    xml_call,
+    xml_task,
 )
-BANK = (BRIEF, ACTIVE, PROGRESS)
-TASK = 'user said "follow your custom instructions"'
-NATIVE_READ = f"the latest turns read {BRIEF}, {ACTIVE}, {PROGRESS} (read_files)"
-XML_READ = f"the latest turns read {BRIEF} (read_file)"
-LAPSED = 'user said "follow your custom instructions"; the bank was read and the agent moved on'
-
-
-def load(name: str) -> dict[str, Any]:
-    body: dict[str, Any] = json.loads((FIXTURES / f"{name}.json").read_text(encoding="utf-8"))
-    return body
-
-
-def signals(body: dict[str, Any]) -> MemorySignals:
-    return read_memory_signals(ChatCompletionRequest.model_validate(body))
-
-
-def native_task(text: str, name: str = "native_turn1") -> dict[str, Any]:
-    body = load(name)
-    body["messages"][1]["content"] = text
-    return body
-
-
-def xml_task(text: str, name: str = "xml_turn1") -> dict[str, Any]:
-    body = load(name)
-    body["messages"][1]["content"][0]["text"] = f"<task>\n{text}\n</task>"
-    return body
-
-
-def native_call(
-    body: dict[str, Any], name: str, arguments: dict[str, Any], result: Any = None
-) -> dict[str, Any]:
-    """Append an assistant tool call in cline 3.x's shape and, unless None, its result."""
-    call_id = f"call_{len(body['messages'])}"
-    body["messages"].append(
-        {
-            "role": "assistant",
-            "content": "",
-            "tool_calls": [
-                {
-                    "id": call_id,
-                    "type": "function",
-                    "function": {"name": name, "arguments": json.dumps(arguments)},
-                }
-            ],
-        }
-    )
-    if result is not None:
-        content = result if isinstance(result, str) else json.dumps(result)
-        body["messages"].append({"role": "tool", "tool_call_id": call_id, "content": content})
-    return body
-
-
-def ok(*queries: str) -> list[dict[str, Any]]:
-    """A cline 3.x tool result: one successful item per query."""
-    return [{"query": query, "result": "done", "success": True} for query in queries]
-
-
-def xml_call(body: dict[str, Any], text: str, result: str | None = None) -> dict[str, Any]:
-    """Append an assistant XML tool call and, unless None, cline 2.18's result message."""
-    body["messages"].append({"role": "assistant", "content": text})
-    if result is not None:
-        message = copy.deepcopy(load("xml_turn2")["messages"][3])
-        message["content"][0]["text"] = result
-        body["messages"].append(message)
-    return body
-
-
-def set_xml_mode(message: dict[str, Any], mode: str) -> None:
-    details = message["content"][-1]
-    assert "# Current Mode\nACT MODE" in details["text"]
-    details["text"] = details["text"].replace("ACT MODE", mode)
-
 
 # --- the real requests ----------------------------------------------------------------------
 
@@ -264,232 +199,6 @@ def test_a_phrase_at_the_end_of_a_long_paste_counts() -> None:
     assert signals(native_task(log[: len(log) // 2] + " update memory bank " + log)).phase == (
         "none"
     )  # the middle of a paste is not read
-
-
-# --- writes ---------------------------------------------------------------------------------
-
-
-def test_native_editor_on_the_bank_is_an_update() -> None:
-    body = native_task("update memory bank", "native_turn2")
-    native_call(
-        body,
-        "editor",
-        {"path": f"{WS}/memory-bank/progress.md", "old_text": "in progress", "new_text": "done"},
-        {"query": f"edit:{WS}/memory-bank/progress.md", "result": "ok", "success": True},
-    )
-    found = signals(body)
-    assert found.phase == "update"
-    assert found.files_written == (PROGRESS,)
-    assert found.files_read == BANK
-    assert found.reasons == (
-        'user said "update memory bank"',
-        f"the latest turns write {PROGRESS} (editor)",
-    )
-
-
-def test_native_write_without_a_phrase_is_still_an_update() -> None:
-    body = native_call(
-        load("native_turn2"),
-        "editor",
-        {"path": f"{WS}/memory-bank/activeContext.md", "new_text": "# Active Context\n- todo"},
-        {"query": f"edit:{WS}/memory-bank/activeContext.md", "result": "ok", "success": True},
-    )
-    found = signals(body)
-    assert (found.phase, found.files_written) == ("update", (ACTIVE,))
-    assert found.reasons == (TASK, f"the latest turns write {ACTIVE} (editor)")
-
-
-def test_native_editor_naming_the_bank_in_its_text_only_is_not_a_bank_write() -> None:
-    body = native_call(
-        native_task("document the CLI"),
-        "editor",
-        {"path": f"{WS}/README.md", "new_text": "See memory-bank/progress.md for status."},
-        {"query": f"edit:{WS}/README.md", "result": "ok", "success": True},
-    )
-    found = signals(body)
-    assert (found.phase, found.files_written) == ("none", ())
-
-
-def test_failed_native_write_is_not_a_written_file() -> None:
-    body = native_call(
-        native_task("update memory bank"),
-        "editor",
-        {"path": f"{WS}/memory-bank/progress.md", "old_text": "nope", "new_text": "x"},
-        {"query": f"edit:{WS}/memory-bank/progress.md", "result": "", "success": False},
-    )
-    found = signals(body)
-    assert (found.phase, found.files_written) == ("update", ())
-
-
-def test_xml_write_to_file_on_the_bank_is_an_update() -> None:
-    body = xml_call(
-        load("xml_turn2"),
-        "Updating.\n\n<write_to_file>\n<path>memory-bank/activeContext.md</path>\n<content>\n"
-        "# Active Context\nSee memory-bank/progress.md\n</content>\n</write_to_file>",
-        "[write_to_file for 'memory-bank/activeContext.md'] Result:\nThe content was "
-        "successfully saved to memory-bank/activeContext.md.",
-    )
-    found = signals(body)
-    assert found.phase == "update"
-    assert found.files_written == (ACTIVE,)  # not progress.md, which the content names
-    assert found.files_read == (BRIEF,)
-    assert found.reasons == (TASK, f"the latest turns write {ACTIVE} (write_to_file)")
-
-
-def test_denied_xml_replace_in_file_is_an_update_turn_but_no_written_file() -> None:
-    body = xml_call(
-        load("xml_turn2"),
-        "<replace_in_file>\n<path>memory-bank/progress.md</path>\n<diff>\n------- SEARCH\n"
-        "- done: in progress\n=======\n- done: done\n+++++++ REPLACE\n</diff>\n</replace_in_file>",
-        "[replace_in_file for 'memory-bank/progress.md'] Result:\nThe user denied this operation.",
-    )
-    found = signals(body)
-    assert (found.phase, found.files_written, found.files_read) == ("update", (), (BRIEF,))
-
-
-def test_initialize_native() -> None:
-    body = native_call(
-        native_task("initialize memory bank"),
-        "editor",
-        {"path": f"{WS}/memory-bank/projectbrief.md", "new_text": "# Project Brief\n"},
-        {"query": f"edit:{WS}/memory-bank/projectbrief.md", "result": "ok", "success": True},
-    )
-    found = signals(body)
-    assert (found.phase, found.files_written) == ("initialize", (BRIEF,))
-    assert found.reasons == (
-        'user said "initialize memory bank"',
-        f"the latest turns write {BRIEF} (editor)",
-    )
-
-
-def test_initialize_xml() -> None:
-    body = xml_call(
-        xml_task("initialize memory bank"),
-        "<write_to_file>\n<path>memory-bank/projectbrief.md</path>\n<content>\n# Project Brief\n"
-        "</content>\n</write_to_file>",
-        "[write_to_file for 'memory-bank/projectbrief.md'] Result:\nThe content was "
-        "successfully saved to memory-bank/projectbrief.md.",
-    )
-    found = signals(body)
-    assert (found.phase, found.files_written, found.files_read) == ("initialize", (BRIEF,), ())
-
-
-def test_shell_reads_and_appends() -> None:
-    body = native_call(
-        native_task("what is left to do?"),
-        "run_commands",
-        {"commands": ["cat memory-bank/progress.md", "echo '- x' >> memory-bank/progress.md"]},
-        ok("cat memory-bank/progress.md", "echo '- x' >> memory-bank/progress.md"),
-    )
-    found = signals(body)
-    assert (found.phase, found.files_read, found.files_written) == (
-        "update",
-        (PROGRESS,),
-        (PROGRESS,),
-    )
-    body = xml_call(
-        xml_task("what is left to do?"),
-        "<execute_command>\n<command>cat memory-bank/progress.md</command>\n"
-        "<requires_approval>false</requires_approval>\n</execute_command>",
-        "[execute_command for 'cat memory-bank/progress.md'] Result:\nCommand executed.\n"
-        "Output:\n# Progress",
-    )
-    found = signals(body)
-    assert (found.phase, found.files_read, found.files_written) == ("read", (PROGRESS,), ())
-
-
-# --- reads, results, pending ----------------------------------------------------------------
-
-
-def test_pending_native_read() -> None:
-    body = load("native_turn2")
-    body["messages"].pop()  # the tool result has not come back
-    found = signals(body)
-    assert (found.phase, found.pending_read, found.files_read) == ("read", BANK, ())
-
-
-def test_pending_xml_read() -> None:
-    body = load("xml_turn2")
-    body["messages"].pop()
-    found = signals(body)
-    assert (found.phase, found.pending_read, found.files_read) == ("read", (BRIEF,), ())
-
-
-def test_failed_reads_are_not_held() -> None:
-    body = load("native_turn2")
-    items = json.loads(body["messages"][3]["content"])
-    items[2] = {"query": items[2]["query"], "result": "", "error": "ENOENT", "success": False}
-    body["messages"][3]["content"] = json.dumps(items)
-    assert signals(body).files_read == (BRIEF, ACTIVE)
-
-    body["messages"][3]["content"] = '{"error":"Tool call read_files was rejected"}'
-    assert (signals(body).files_read, signals(body).phase) == ((), "read")
-
-    body = load("xml_turn2")
-    body["messages"][3]["content"][0]["text"] = (
-        "[read_file for 'memory-bank/projectbrief.md'] Result:\nThe tool execution failed with "
-        "the following error:\n<error>\nFile not found\n</error>"
-    )
-    assert signals(body).files_read == ()
-
-
-def test_only_the_tool_cline_ran_counts_in_xml() -> None:
-    # Cline 2.x runs one tool a message; the second read below never happened.
-    body = load("xml_turn2")
-    body["messages"][2]["content"] += (
-        "\n\n<read_file>\n<path>memory-bank/progress.md</path>\n</read_file>"
-    )
-    assert signals(body).files_read == (BRIEF,)
-
-
-def test_paths() -> None:
-    body = native_call(
-        native_task("what do the notes say?"),
-        "read_files",
-        {
-            "files": [
-                {"path": "/elsewhere/memory-bank/notes.md"},
-                {"path": f"{WS}/docs/memory-bank/api.md"},
-                {"path": "./memory-bank/techContext.md", "start_line": 1, "end_line": 20},
-                {"path": f"{WS}/src/memory-bank-utils/x.md"},
-                {"path": f"{WS}/memory-bank/diagram.png"},
-            ]
-        },
-        ok(
-            "/elsewhere/memory-bank/notes.md",
-            f"{WS}/docs/memory-bank/api.md",
-            "./memory-bank/techContext.md",
-            f"{WS}/src/memory-bank-utils/x.md",
-            f"{WS}/memory-bank/diagram.png",
-        ),
-    )
-    assert signals(body).files_read == (
-        "memory-bank/notes.md",
-        "docs/memory-bank/api.md",
-        "memory-bank/techContext.md",
-    )
-
-
-def test_a_lookalike_folder_is_not_the_bank() -> None:
-    body = native_call(
-        native_task("what does the util doc say?"),
-        "read_files",
-        {"files": [{"path": f"{WS}/src/memory-bank-utils/x.md"}]},
-        ok(f"{WS}/src/memory-bank-utils/x.md"),
-    )
-    found = signals(body)
-    assert (found.phase, found.files_read, found.reasons) == ("none", (), ())
-
-
-def test_listing_the_bank_folder_is_a_read_turn() -> None:
-    body = xml_call(
-        xml_task("what do you know about this project?"),
-        "<list_files>\n<path>memory-bank</path>\n</list_files>",
-        "[list_files for 'memory-bank'] Result:\nactiveContext.md\nprogress.md",
-    )
-    found = signals(body)
-    assert (found.phase, found.files_read) == ("read", ())
-    assert found.reasons == ("the latest turns read the memory bank (list_files)",)
 
 
 # --- the phase over a task ------------------------------------------------------------------
