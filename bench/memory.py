@@ -1,7 +1,7 @@
 """Memory-bank indexing and search, measured against plain sentence-transformers in one run.
 
 1. A generated corpus: ``--files`` markdown files of ``--sections`` headed sections each
-   (about 10,000 chunks by default), written into a workspace's ``memory-bank/``.
+   (about 14,600 chunks at the default 1,000 files), written into ``memory-bank/``.
 2. Baseline: plain ``SentenceTransformer(model).encode(texts)`` on exactly the texts the
    indexer embeds. Ours: a full ``sync_bank`` (chunking, embedding, Chroma writes) with the
    configured embedder. Reported as chunks per second and their ratio.
@@ -14,8 +14,8 @@
 5. Retrieval quality of both embedders on the test suite's question set (right file in the
    top 3), so a faster embedder can be checked to hold quality within one point.
 
-    HF_HUB_OFFLINE=1 python bench/memory.py                     # the figures in docs/benchmarks.md
-    HF_HUB_OFFLINE=1 python bench/memory.py --files 100        # indexing on ~1,400 chunks
+    HF_HUB_OFFLINE=1 python bench/memory.py              # docs/benchmarks.md figures, ~15 min
+    HF_HUB_OFFLINE=1 python bench/memory.py --files 100  # indexing on ~1,400 chunks
 """
 
 from __future__ import annotations
