@@ -159,13 +159,20 @@ def test_strays_of_an_interrupted_delete_are_still_listed(store: VectorStore) ->
     a, b = chunks_of("memory-bank/a.md", DOC_A), chunks_of("memory-bank/b.md", DOC_B)
     store.replace_file(WS, "memory-bank/a.md", a, vectors(a))
     store.replace_file(WS, "memory-bank/b.md", b, vectors(b))
-    # delete_file removes the marker first; killed right after, two strays stay behind.
+    # A delete that stopped after the marker went: two strays stay behind without one.
     collection = store.client.get_collection(collection_name(WS), embedding_function=None)
     collection.delete(ids=[a[0].id])
     assert store.indexed_files(WS) == {
         "memory-bank/a.md": FileState(a[0].file_hash, 3, 2),
         "memory-bank/b.md": FileState(b[0].file_hash, 1, 1),
     }
+    # One that stopped with the marker still there and a chunk gone: the marker's count of
+    # three no longer adds up, so the file is read chunk by chunk and found short.
+    store.replace_file(WS, "memory-bank/a.md", a, vectors(a))
+    collection.delete(ids=[a[2].id])
+    state = store.indexed_files(WS)["memory-bank/a.md"]
+    assert state == FileState(a[0].file_hash, 3, 2)
+    assert not state.is_complete(a[0].file_hash)
 
 
 def test_query_scores_and_workspace_filter(store: VectorStore) -> None:

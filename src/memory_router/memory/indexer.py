@@ -36,7 +36,7 @@ Progress = Callable[[int, int], None]
 
 # Bump when chunk_file, embedding_text or the store's write order change what is stored for
 # the same bytes: the collection fingerprint changes and every bank is rebuilt once.
-# 2: each file's marker chunk is written last and deleted first (VectorStore.replace_files).
+# 2: each file's marker chunk is written last, its id names the file (VectorStore.replace_files).
 CHUNKER_VERSION = "2"
 # Chunks embedded and written together: each Chroma write has a fixed cost of tens of
 # milliseconds, so big enough to spread it, small enough that files land in the store (and

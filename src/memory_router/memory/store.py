@@ -3,11 +3,10 @@
 Chroma's own metadata is the index manifest: every chunk carries its file, the hash of the
 file version it came from and how many chunks that version has, so a sync can tell a
 complete file from a half-written one without a side file that could disagree with it.
-A file's first chunk (``chunk_index`` 0) is its marker: written after all its other chunks
-and deleted before them, so a marker means the file's chunks are all there, and its id
-names the file, hash and chunk count. A full scan reads the markers' ids alone and trusts
-them when their chunk counts add up to the collection's count; otherwise (a killed run left
-strays) it reads every chunk's metadata.
+A file's first chunk (``chunk_index`` 0) is its marker: written after all its other chunks,
+its id naming the file, hash and chunk count. A full scan reads the markers' ids alone and
+trusts them when their chunk counts add up to the collection's count; otherwise (a killed
+run left strays, or a file short of chunks) it reads every chunk's metadata.
 Vectors always come from our embedder: collections are made without an embedding function
 (Chroma's default would download a model) and use cosine distance.
 """
@@ -272,9 +271,10 @@ class VectorStore:
         counts do not add up to the collection's count (strays of a killed run, or ids of
         another format: read every chunk instead).
 
-        A marker is written last and deleted first, so a marker of hash H and count N means
-        the file's N chunks of version H are stored. The count check covers what markers
-        cannot show: chunks left behind without one.
+        A marker is written last, so a marker of hash H and count N means the file's N
+        chunks of version H were stored. The count check covers what markers cannot show:
+        chunks left behind without one, or chunks gone from under one (a delete that stopped
+        halfway): either way the counts no longer add up.
         """
         states: dict[str, FileState] = {}
         offset = 0
@@ -360,10 +360,10 @@ class VectorStore:
         """``replace_file`` for several files in as few Chroma writes as possible.
 
         Each write costs tens of milliseconds however small (Chroma commits it to its
-        write-ahead log as one transaction), so files go together: their markers are
-        deleted, then their chunks, then every chunk is written with the markers last (in
-        the last write when there are several). A kill anywhere leaves each file either
-        complete or without a marker.
+        write-ahead log as one transaction), so files go together: their old chunks are
+        deleted in one write, then every new chunk is written with the markers last (in the
+        last write when there are several). A kill anywhere leaves each file complete,
+        without a marker, or short of the chunks its marker counts.
         """
         names: list[str] = []
         rows: list[tuple[Chunk, int, Sequence[float]]] = []
@@ -424,11 +424,11 @@ class VectorStore:
 
     @staticmethod
     def _delete_files(collection: Collection, files: Sequence[str]) -> None:
-        # The markers first: a file must never look complete while its chunks go.
+        # One write (each costs a commit). Should it stop halfway, a marker left without all
+        # its chunks no longer adds up to the collection's count: the next scan reads it all.
         named: dict[str, Any] = (
             {"file": files[0]} if len(files) == 1 else {"file": {"$in": list(files)}}
         )
-        collection.delete(where={"$and": [named, {"chunk_index": 0}]})
         collection.delete(where=named)
 
     def delete_file(self, workspace: str | Path, file: str) -> None:
