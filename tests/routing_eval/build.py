@@ -22,8 +22,6 @@ from typing import Any
 
 import yaml
 
-from .snapshot import frozen_text
-
 HERE = Path(__file__).resolve().parent
 CASES_DIR = HERE / "cases"
 REPO = HERE.parent.parent
@@ -208,6 +206,8 @@ def load_yaml_files(directory: Path = CASES_DIR) -> tuple[dict[str, Workspace], 
 
 def repo_text(path: str) -> str:
     """A file of this repository (for realistic long tool results), as frozen for the sets."""
+    from .snapshot import frozen_text  # here: `python -m tests.routing_eval.snapshot` runs it
+
     return frozen_text(path)
 
 
