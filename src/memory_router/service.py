@@ -315,7 +315,7 @@ class RouterService:
                 "session": decision.session,
                 "class": decision.task,
                 "signals": decision.signals,
-                # orjson writes dataclasses itself, ~20x faster than asdict() and a dict.
+                # orjson writes dataclasses itself: ~9x faster than asdict() per record.
                 "candidates": list(decision.candidates),
                 "model": decision.model,
                 "num_ctx": decision.num_ctx,

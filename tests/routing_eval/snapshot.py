@@ -14,6 +14,7 @@ adds the missing files from the working tree and keeps every file already frozen
 
 from __future__ import annotations
 
+import gzip
 import io
 import sys
 import tarfile
@@ -85,8 +86,6 @@ def main() -> None:
             info = tarfile.TarInfo(path)
             info.size, info.mtime, info.mode = len(data), 0, 0o644
             archive.addfile(info, io.BytesIO(data))
-    import gzip
-
     ARCHIVE.write_bytes(gzip.compress(buffer.getvalue(), compresslevel=9, mtime=0))
     added = sorted(set(files) - set(_files()))
     print(f"{ARCHIVE.name}: {len(files)} files" + (f", added {', '.join(added)}" if added else ""))

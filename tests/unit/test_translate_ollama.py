@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import pytest
@@ -14,8 +13,6 @@ from memory_router.translate.ollama import (
     generate_body,
 )
 from memory_router.wire.openai import ChatMessage, Tool
-
-CALL_ID = re.compile(r"^call_[0-9a-f]{24}$")
 
 READ_FILE_TOOL: dict[str, Any] = {
     "type": "function",

@@ -18,16 +18,6 @@ from memory_router.translate.ollama import (
 
 CALL_ID = re.compile(r"^call_[0-9a-f]{24}$")
 
-READ_FILE_TOOL: dict[str, Any] = {
-    "type": "function",
-    "function": {
-        "name": "read_file",
-        "description": "Read a file",
-        "parameters": {"type": "object", "properties": {"path": {"type": "string"}}},
-    },
-}
-
-
 # --- ChatDecoder ---------------------------------------------------------------------------
 
 

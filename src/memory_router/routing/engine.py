@@ -144,14 +144,18 @@ class RoutingEngine:
 
     # -- the decision ---------------------------------------------------------------------
 
+    def _corrected(self, view: View) -> View:
+        """``view`` with each model's learned token-count correction."""
+        ratios = {spec.name: self.tokens.ratio(spec.name) for spec in self.catalog}
+        # replace() would do the same at several times the cost, on every request.
+        return View(view.snapshots, view.profiles, view.idle_s, ratios, view.busy_s)
+
     def decide_completion(self, prompt: str, max_tokens: int | None, view: View) -> Decision:
         """Route a raw completion (editor autocomplete): the coder's kind of work."""
-        ratios = {spec.name: self.tokens.ratio(spec.name) for spec in self.catalog}
-        view = View(view.snapshots, view.profiles, view.idle_s, ratios, view.busy_s)
         tokens = self.tokens.text_tokens(prompt)
         decision = choose(
-            "implement", tokens, max_tokens or 256, self.catalog, view, self.settings,
-            ["raw prompt completion"],
+            "implement", tokens, max_tokens or 256, self.catalog, self._corrected(view),
+            self.settings, ["raw prompt completion"],
         )  # fmt: skip
         return replace(decision, signals={"prompt_tokens": tokens})
 
@@ -180,8 +184,7 @@ class RoutingEngine:
         output = request.output_limit() or self.reserved_output
         key = session_key(request)
         session = self._session(key, self._clock())
-        ratios = {spec.name: self.tokens.ratio(spec.name) for spec in self.catalog}
-        view = View(view.snapshots, view.profiles, view.idle_s, ratios, view.busy_s)
+        view = self._corrected(view)
         decision = choose(task, prompt, output, self.catalog, view, self.settings, reasons, session)
         if remember:
             self.remember(key, decision)
