@@ -6,7 +6,10 @@ at a fixed interval. The router runs in its
 own process too, in front of it. The load generator sends, in alternating rounds:
 
 - direct: Ollama-native ``/api/chat`` bodies, exactly what the router would send;
-- routed: OpenAI ``/v1/chat/completions`` bodies for ``cline-memory-router``.
+- routed: OpenAI ``/v1/chat/completions`` bodies for ``cline-memory-router``;
+- floor (non-streamed only): the same OpenAI bodies through ``bench/bare_relay.py``, the least
+  a Python relay on the same server stack does, so what the router adds can be read against
+  what any Python relay adds on this machine.
 
 Non-streamed: each request carries a seed that fixes the upstream's service time, so the
 client subtracts it and keeps only the overhead (network, parsing, and for the routed target
@@ -79,6 +82,14 @@ def start_upstream(port: int, args: argparse.Namespace) -> subprocess.Popen[byte
     return subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL)
 
 
+def start_floor(port: int, upstream: int) -> subprocess.Popen[bytes]:
+    command = [
+        sys.executable, str(REPO / "bench" / "bare_relay.py"), "--port", str(port),
+        "--upstream", f"http://127.0.0.1:{upstream}",
+    ]  # fmt: skip
+    return subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL)
+
+
 def start_router(port: int, upstream: int, workdir: Path) -> subprocess.Popen[bytes]:
     config = workdir / "config"
     config.mkdir()
@@ -119,7 +130,8 @@ class Target:
         return json.dumps(body).encode()
 
 
-def targets(upstream: int, router: int, stream: bool) -> tuple[Target, Target]:
+def targets(upstream: int, router: int, floor: int | None, stream: bool) -> list[Target]:
+    """Direct, then through the bare relay (non-streamed only), then through the router."""
     direct = {
         "model": MODEL,
         "messages": PROMPT,
@@ -131,10 +143,15 @@ def targets(upstream: int, router: int, stream: bool) -> tuple[Target, Target]:
     if stream:
         routed["stream_options"] = {"include_usage": True}
     base = "http://127.0.0.1"
-    return (
-        Target("direct", f"{base}:{upstream}/api/chat", direct, seed_in_options=True),
-        Target("router", f"{base}:{router}/v1/chat/completions", routed, seed_in_options=False),
+    chosen = [Target("direct", f"{base}:{upstream}/api/chat", direct, seed_in_options=True)]
+    if floor is not None and not stream:
+        chosen.append(
+            Target("floor", f"{base}:{floor}/v1/chat/completions", routed, seed_in_options=False)
+        )
+    chosen.append(
+        Target("router", f"{base}:{router}/v1/chat/completions", routed, seed_in_options=False)
     )
+    return chosen
 
 
 class Seeds:
@@ -203,18 +220,18 @@ def cpu_seconds(pid: int) -> float:
 
 
 async def measure(
-    args: argparse.Namespace, upstream: int, router: int, router_pid: int
+    args: argparse.Namespace, upstream: int, router: int, router_pid: int, floor: int | None
 ) -> dict[str, object]:
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=120)
     headers = {"Content-Type": "application/json", "Authorization": "Bearer bench"}
-    latencies: dict[str, list[float]] = {"direct": [], "router": []}
-    elapsed: dict[str, float] = {"direct": 0.0, "router": 0.0}
+    latencies: dict[str, list[float]] = {"direct": [], "floor": [], "router": []}
+    elapsed: dict[str, float] = {"direct": 0.0, "floor": 0.0, "router": 0.0}
     rates: dict[str, list[float]] = {"direct": [], "router": []}
     totals: dict[str, tuple[int, float]] = {"direct": (0, 0.0), "router": (0, 0.0)}
     async with aiohttp.ClientSession(connector=connector, timeout=timeout, headers=headers) as s:
-        plain = targets(upstream, router, stream=False)
-        streamed = targets(upstream, router, stream=True)
+        plain = targets(upstream, router, floor, stream=False)
+        streamed = targets(upstream, router, floor, stream=True)
         for target in plain:  # warm up connections and caches
             await run_load(
                 args.clients, args.clients * 2, lambda t=target: one_request(s, t, 0, args)
@@ -267,6 +284,13 @@ async def measure(
         result["router_overhead_p99_ms"] - result["direct_overhead_p99_ms"],  # type: ignore[operator]
         3,
     )
+    if latencies["floor"]:
+        # The bare relay in the same run: what a Python relay adds here before any routing.
+        floor_p50, floor_p99 = pct(latencies["floor"], 0.50), pct(latencies["floor"], 0.99)
+        result["floor_added_p50_ms"] = ms(floor_p50 - pct(latencies["direct"], 0.50))
+        result["floor_added_p99_ms"] = ms(floor_p99 - pct(latencies["direct"], 0.99))
+        result["floor_rps"] = round(len(latencies["floor"]) / elapsed["floor"], 1)
+        result["router_beyond_floor_p50_ms"] = ms(pct(latencies["router"], 0.50) - floor_p50)
     result["throughput_ratio"] = round(result["router_rps"] / result["direct_rps"], 3)  # type: ignore[operator]
     result["stream_rate_ratio_median"] = round(
         result["router_stream_chunks_per_s_median"] / result["direct_stream_chunks_per_s_median"],  # type: ignore[operator]
@@ -289,20 +313,28 @@ def main() -> None:
     parser.add_argument("--service-ms", type=float, default=100.0, help="non-streamed answer time")
     parser.add_argument("--jitter-ms", type=float, default=50.0, help="+/- on the service time")
     parser.add_argument("--chunk-ms", type=float, default=10.0, help="time between stream chunks")
+    parser.add_argument(
+        "--no-floor", action="store_true", help="skip the bare relay (bench/bare_relay.py)"
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
 
-    upstream_port, router_port = free_port(), free_port()
+    upstream_port, router_port, floor_port = free_port(), free_port(), free_port()
     with tempfile.TemporaryDirectory() as tmp:
         env_note = os.environ.get("LOG_LEVEL", "INFO")
         upstream = start_upstream(upstream_port, args)
         router = start_router(router_port, upstream_port, Path(tmp))
+        floor = None if args.no_floor else start_floor(floor_port, upstream_port)
+        processes = [p for p in (router, floor, upstream) if p is not None]
         try:
             wait_http(f"http://127.0.0.1:{upstream_port}/api/version")
             wait_http(f"http://127.0.0.1:{router_port}/ready")
-            result = asyncio.run(measure(args, upstream_port, router_port, router.pid))
+            if floor is not None:
+                wait_http(f"http://127.0.0.1:{floor_port}/ready")
+            floor_at = None if floor is None else floor_port
+            result = asyncio.run(measure(args, upstream_port, router_port, router.pid, floor_at))
         finally:
-            for process in (router, upstream):
+            for process in processes:
                 process.send_signal(signal.SIGINT)
                 process.wait(timeout=20)
     result["router_log_level"] = env_note

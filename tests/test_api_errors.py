@@ -217,3 +217,52 @@ def test_failure_after_headers_is_an_error_event_then_the_end(
     error = json.loads(data[-2])["error"]
     assert error["type"] == "upstream_error"
     assert "mid-answer" in error["message"]
+
+
+def test_every_answer_carries_the_request_id(http: httpx.Client) -> None:
+    kept = http.post("/v1/chat/completions", json=HELLO, headers={"x-request-id": "task-7"})
+    assert kept.status_code == 200
+    assert kept.headers["x-request-id"] == "task-7"
+    made = http.post("/v1/chat/completions", json={**HELLO, "model": "no-such-model"})
+    assert made.status_code == 404
+    assert len(made.headers["x-request-id"]) == 16
+    assert made.headers["x-request-id"] != http.get("/v1/models").headers["x-request-id"]
+    raw = http.post("/v1/completions", json={"model": "cline-memory-router", "prompt": "x"})
+    assert raw.status_code == 200 and len(raw.headers["x-request-id"]) == 16
+
+
+def test_an_unexpected_failure_is_a_500_envelope(
+    router: RouterThread, http: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service = router.server.config.app.app.state.service
+
+    def broken(*_: Any, **__: Any) -> None:
+        raise RuntimeError("a bug in the routing code")
+
+    monkeypatch.setattr(service, "decide_chat", broken)
+    response = http.post("/v1/chat/completions", json=HELLO, headers={"x-request-id": "r1"})
+    assert response.status_code == 500
+    error = error_of(response)
+    assert error["type"] == "server_error"
+    assert "internal error in the router" in error["message"]
+    assert "a bug" not in error["message"]  # the traceback goes to the log, not the client
+    assert response.headers["x-request-id"] == "r1"
+    assert http.get("/v1/models").status_code == 200  # the server lives on
+
+
+def test_cors_origins_answer_browsers_on_the_completion_routes(
+    emulator: OllamaEmulator, make_router: RouterFactory
+) -> None:
+    origin = "http://localhost:5173"
+    router = make_router(emulator.base_url, server={"cors_origins": [origin]})
+    with httpx.Client(base_url=router.base_url, timeout=30) as client:
+        preflight = client.options(
+            "/v1/chat/completions",
+            headers={"origin": origin, "access-control-request-method": "POST"},
+        )
+        assert preflight.status_code == 200
+        assert preflight.headers["access-control-allow-origin"] == origin
+        answer = client.post("/v1/chat/completions", json=HELLO, headers={"origin": origin})
+        assert answer.status_code == 200
+        assert answer.headers["access-control-allow-origin"] == origin
+        assert len(answer.headers["x-request-id"]) == 16
