@@ -92,16 +92,26 @@ def _whole(lines: list[str]) -> list[_Section]:
     return [_Section((), filled[0], filled[-1])] if filled else []
 
 
-def _bounded(text: str, max_tokens: int) -> list[tuple[int, str]]:
-    """``text`` cut into pieces of at most about ``max_tokens``, each with its offset."""
+def _bounded(text: str, max_tokens: int, counts: dict[str, int]) -> list[tuple[int, str]]:
+    """``text`` cut into pieces of at most about ``max_tokens``, each with its offset.
+
+    ``counts`` caches token counts by text. The splitter measures every paragraph, line or
+    word it tries, most of them more than once (when it adds a piece and again when it moves
+    past it), and a file's words repeat: each distinct piece is counted once per file."""
     if count_tokens(text) <= max_tokens:
         return [(0, text)]
     from langchain_text_splitters import RecursiveCharacterTextSplitter
 
+    def measure(piece: str) -> int:
+        tokens = counts.get(piece)
+        if tokens is None:
+            tokens = counts[piece] = count_tokens(piece)
+        return tokens
+
     splitter = RecursiveCharacterTextSplitter(
         chunk_size=max_tokens,
         chunk_overlap=0,
-        length_function=count_tokens,
+        length_function=measure,
         separators=["\n\n", "\n", " ", ""],
         keep_separator=True,
     )
@@ -128,9 +138,10 @@ def chunk_file(
     text = text.removeprefix("\ufeff").replace("\r\n", "\n")
     lines = text.split("\n")
     drafts: list[tuple[tuple[str, ...], int, int, str]] = []
+    counts: dict[str, int] = {}
     for section in _sections(lines, text):
         body = "\n".join(lines[section.first : section.last + 1])
-        for offset, piece in _bounded(body, max_tokens):
+        for offset, piece in _bounded(body, max_tokens, counts):
             first = section.first + 1 + body.count("\n", 0, offset)
             drafts.append((section.heading_path, first, first + piece.count("\n"), piece))
     workspace = str(bank.workspace)
