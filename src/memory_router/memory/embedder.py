@@ -130,6 +130,9 @@ class OllamaEmbedder:
     The dimension is whatever the model returns, learned on the first call.
     """
 
+    runs_elsewhere = True
+    """The work happens in Ollama: an index run may wait on it from a thread (``ahead``)."""
+
     def __init__(
         self, base_url: str, model: str, *, timeout_s: float = 120.0, batch_size: int = 64
     ) -> None:

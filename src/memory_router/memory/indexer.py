@@ -23,6 +23,7 @@ from pathlib import Path, PurePosixPath
 import structlog
 
 from . import discovery
+from .ahead import Ahead, embed_ahead
 from .chunking import chunk_file
 from .discovery import BankFile
 from .store import FileState, VectorStore
@@ -69,23 +70,12 @@ def embedding_text(chunk: Chunk) -> str:
     return f"{chunk.heading_path[-1]}\n{chunk.text}"
 
 
-def _embed(embedder: Embedder, chunks: Sequence[Chunk]) -> list[list[float]]:
-    texts = [embedding_text(chunk) for chunk in chunks]
-    if not texts:  # only emptied files in this group: nothing to embed
-        return []
-    # Similar lengths in one model batch waste less padding.
-    order = sorted(range(len(texts)), key=lambda index: len(texts[index]))
-    vectors = embedder.embed_documents([texts[index] for index in order])
-    result: list[list[float]] = [[] for _ in texts]
-    for position, index in enumerate(order):
-        result[index] = vectors[position]
-    return result
-
-
 def _vectors(
-    store: VectorStore, embedder: Embedder, workspace: str, group: Sequence[_Job]
-) -> list[list[float]]:
-    """Vectors for every chunk of the group: reused where a stored chunk is unchanged."""
+    store: VectorStore, ahead: Ahead, workspace: str, group: Sequence[_Job]
+) -> Callable[[], list[list[float]]]:
+    """Start on the vectors of every chunk of the group: stored ones are reused where a
+    chunk is unchanged, the rest are embedded (perhaps elsewhere, while the caller writes).
+    The returned function waits for them."""
     chunks = [chunk for job in group for chunk in job.chunks]
     known: dict[tuple[str, str], list[float]] = {}
     for job in group:
@@ -96,10 +86,17 @@ def _vectors(
         for chunk in chunks
     ]
     missing = [index for index, key in enumerate(keys) if key not in known]
-    fresh = _embed(embedder, [chunks[index] for index in missing])
-    result = [known.get(key, []) for key in keys]
-    for index, vector in zip(missing, fresh, strict=True):
-        result[index] = vector
+    texts = [embedding_text(chunks[index]) for index in missing]
+    # Similar lengths together waste less padding in a batched model.
+    order = sorted(range(len(texts)), key=lambda index: len(texts[index]))
+    pending = ahead.submit([texts[index] for index in order])
+
+    def result() -> list[list[float]]:
+        vectors = [known.get(key, []) for key in keys]
+        for position, vector in zip(order, pending(), strict=True):
+            vectors[missing[position]] = vector
+        return vectors
+
     return result
 
 
@@ -122,6 +119,19 @@ def _plan(
     return jobs, unchanged
 
 
+def _groups(jobs: list[_Job]) -> list[list[_Job]]:
+    """Files in groups of up to about _GROUP_CHUNKS chunks (a big file is a group alone)."""
+    groups: list[list[_Job]] = []
+    size = 0
+    for job in jobs:
+        if not groups or size + len(job.chunks) > _GROUP_CHUNKS:
+            groups.append([])
+            size = 0
+        groups[-1].append(job)
+        size += len(job.chunks)
+    return groups
+
+
 def _write(
     store: VectorStore,
     embedder: Embedder,
@@ -132,35 +142,36 @@ def _write(
     total: int,
 ) -> None:
     done = total - len(jobs)
-    start = 0
-    while start < len(jobs):
-        # Files are grouped up to about _GROUP_CHUNKS chunks, embedded together and written
-        # in one go (markers last), so a kill loses at most the group in flight.
-        end, size = start, 0
-        while end < len(jobs) and (end == start or size + len(jobs[end].chunks) <= _GROUP_CHUNKS):
-            size += len(jobs[end].chunks)
-            end += 1
-        group = jobs[start:end]
-        vectors = _vectors(store, embedder, workspace, group)
-        writes = []
-        offset = 0
-        for job in group:
-            count = len(job.chunks)
-            writes.append((job.file.rel_path, job.chunks, vectors[offset : offset + count]))
-            offset += count
-        store.replace_files(workspace, writes)
-        for job in group:
-            count = len(job.chunks)
-            report.files_indexed += 1
-            report.chunks_added += count
-            report.chunks_deleted += job.replaced
-            done += 1
-            log.debug(
-                "memory_file_indexed", workspace=workspace, file=job.file.rel_path, chunks=count
-            )
-            if progress is not None:
-                progress(done, total)
-        start = end
+    groups = _groups(jobs)
+    with embed_ahead(embedder, sum(len(job.chunks) for job in jobs)) as ahead:
+        pending = _vectors(store, ahead, workspace, groups[0]) if groups else None
+        for number, group in enumerate(groups):
+            # Groups are embedded and written in one go each (markers last), so a kill loses
+            # at most the group in flight; the next group is embedded while this one is
+            # written, where the embedder allows (memory.ahead).
+            assert pending is not None
+            vectors = pending()
+            if number + 1 < len(groups):
+                pending = _vectors(store, ahead, workspace, groups[number + 1])
+            writes = []
+            offset = 0
+            for job in group:
+                count = len(job.chunks)
+                writes.append((job.file.rel_path, job.chunks, vectors[offset : offset + count]))
+                offset += count
+            store.replace_files(workspace, writes)
+            for job in group:
+                count = len(job.chunks)
+                report.files_indexed += 1
+                report.chunks_added += count
+                report.chunks_deleted += job.replaced
+                done += 1
+                log.debug(
+                    "memory_file_indexed", workspace=workspace, file=job.file.rel_path,
+                    chunks=count,
+                )  # fmt: skip
+                if progress is not None:
+                    progress(done, total)
 
 
 def _delete(

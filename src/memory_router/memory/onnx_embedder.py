@@ -379,6 +379,20 @@ class OnnxEmbedder:
         )
         return normalised
 
+    def child_spec(self) -> tuple[type[OnnxEmbedder], dict[str, Any]]:
+        """How to build this embedder in another process (``memory.ahead``)."""
+        spec = {
+            "quantize": self.quantize,
+            "workers": self.workers,
+            "model_path": self._model_path,
+            "cache_path": self._cache_path,
+        }
+        return OnnxEmbedder, spec
+
+    def embed_array(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        """``embed_documents`` as one float32 array, row i for ``texts[i]``."""
+        return self._embed(texts)
+
     def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
         """Embeddings for chunks to store, in the order given."""
         vectors: list[list[float]] = self._embed(texts).tolist()
