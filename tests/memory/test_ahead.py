@@ -7,6 +7,7 @@ child that dies mid-run must cost nothing but speed. The real embedder, the real
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -113,6 +114,26 @@ def test_a_child_that_dies_mid_run_costs_only_speed(
     question = onnx.embed_query("What is the maximum app size?")
     hits = store.query(question, 3, workspace=str(bank.workspace))
     assert hits[0].file.endswith("techContext.md")
+
+
+def test_an_interrupted_run_stops_its_child_at_once(
+    tmp_path: Path, onnx: OnnxEmbedder, small_groups: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bank = write_bank(tmp_path / "ws")
+    recorder = Recorder(monkeypatch)
+    monkeypatch.setattr(ahead, "BULK_CHUNKS", 1)
+    store = VectorStore.open(path=tmp_path / "store")
+
+    def stop(done: int, _total: int) -> None:
+        if done == 1:
+            raise KeyboardInterrupt  # Ctrl-C while the next group is being embedded
+
+    with pytest.raises(KeyboardInterrupt):
+        index(bank, store, onnx, progress=stop)
+    # Killed, not waited for: its answer was still coming, and nobody would read it.
+    assert recorder.children[0].process.returncode == -signal.SIGKILL
+    index(bank, store, onnx)  # the next run finishes the job
+    assert_store_matches_disk(bank, store, **LIMITS)
 
 
 def test_a_small_run_starts_no_child(

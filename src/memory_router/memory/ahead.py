@@ -72,7 +72,11 @@ class _Child:
             raise reply
         return reply
 
-    def close(self) -> None:
+    def close(self, answers_pending: bool = False) -> None:
+        """Stop the child: let it see the end of its input, or kill it when an answer is
+        still coming (it would block writing an answer nobody reads)."""
+        if answers_pending:
+            self.process.kill()
         with contextlib.suppress(OSError):
             self._in.close()  # the child's cue to exit
         try:
@@ -132,12 +136,13 @@ class Ahead:
     def _lose_child(self, reason: str) -> None:
         if self._child is not None:
             log.warning("embedding_child_lost", reason=reason, fallback="this process")
-            self._child.close()
+            self._child.close(answers_pending=True)
             self._child = None
 
     def close(self) -> None:
+        """End the run's child or thread; an interrupted run does not wait for its answers."""
         if self._child is not None:
-            self._child.close()
+            self._child.close(answers_pending=bool(self._queue))
             self._child = None
         if self._thread is not None:
             self._thread.shutdown(wait=True, cancel_futures=True)
