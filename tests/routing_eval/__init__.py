@@ -40,6 +40,7 @@ __all__ = [
     "load_cases",
     "long_cline_request",
     "request_tokens",
+    "typed_texts",
 ]
 
 
@@ -77,6 +78,15 @@ def request_tokens(body: Json) -> int:
     if body.get("tools"):
         total += count_tokens(json.dumps(body["tools"]))
     return total
+
+
+def typed_texts(case: EvalCase) -> list[str]:
+    """What people typed: each user message, without Cline's environment details."""
+    return [
+        content_text(m["content"]).split("<environment_details>")[0]
+        for m in case.body["messages"]
+        if m["role"] == "user"
+    ]
 
 
 def is_multi_turn(body: Json) -> bool:

@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import gzip
 import io
-import sys
 import tarfile
 from functools import cache
 from pathlib import Path
 
-__all__ = ["ARCHIVE", "frozen_text"]
+__all__ = ["ARCHIVE", "frozen_paths", "frozen_text"]
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -39,6 +38,11 @@ def _files() -> dict[str, str]:
             if handle is not None:
                 found[member.name] = handle.read().decode("utf-8")
         return found
+
+
+def frozen_paths() -> frozenset[str]:
+    """Every repository file frozen in the archive (paths relative to the repository root)."""
+    return frozenset(_files())
 
 
 def frozen_text(path: str) -> str:
@@ -92,4 +96,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

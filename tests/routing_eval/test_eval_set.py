@@ -26,11 +26,6 @@ def cases() -> list[EvalCase]:
     return load_cases()
 
 
-@pytest.fixture(scope="module")
-def tokens(cases: list[EvalCase]) -> dict[str, int]:
-    return {case.id: request_tokens(case.body) for case in cases}
-
-
 def _by_style(cases: list[EvalCase], style: str) -> list[EvalCase]:
     return [case for case in cases if case.style == style]
 

@@ -15,10 +15,10 @@ from tests.routing_eval import (
     content_text,
     is_multi_turn,
     load_cases,
-    request_tokens,
+    typed_texts,
 )
-from tests.routing_eval.build import REPO
 from tests.routing_eval.holdout import load_holdout
+from tests.routing_eval.snapshot import frozen_paths
 
 LONG = 20_000
 MEDIUM = 8_000
@@ -27,21 +27,6 @@ MEDIUM = 8_000
 @pytest.fixture(scope="module")
 def cases() -> list[EvalCase]:
     return load_holdout()
-
-
-@pytest.fixture(scope="module")
-def tokens(cases: list[EvalCase]) -> dict[str, int]:
-    return {case.id: request_tokens(case.body) for case in cases}
-
-
-def _typed(case: EvalCase) -> list[str]:
-    """What people typed: user messages, without Cline's wrapping of tool results."""
-    out = []
-    for message in case.body["messages"]:
-        if message["role"] == "user":
-            text = content_text(message["content"]).split("<environment_details>")[0]
-            out.append(text)
-    return out
 
 
 def test_size_and_class_balance(cases: list[EvalCase]) -> None:
@@ -82,7 +67,7 @@ def test_long_requests_read_repository_files(cases: list[EvalCase], tokens: dict
     for case in long:  # the bulk is real files of this repository, read by tool calls
         body = json.dumps(case.body["messages"], ensure_ascii=False)
         paths = set(re.findall(r"(?:src|tests|bench)/[\w/]+\.py", body))
-        real = [p for p in paths if (REPO / p).is_file()]
+        real = paths & frozen_paths()
         assert len(real) >= 2, (case.id, sorted(paths))
 
 
@@ -103,7 +88,7 @@ def test_modes_languages_and_memory_bank_phases(cases: list[EvalCase]) -> None:
     assert len(yolo) >= 2
 
     def non_english(case: EvalCase) -> bool:
-        typed = "".join(_typed(case)[-1:])
+        typed = "".join(typed_texts(case)[-1:])
         return any(ord(ch) > 127 and unicodedata.category(ch).startswith("L") for ch in typed)
 
     assert sum(non_english(case) for case in cases) >= 12

@@ -14,11 +14,11 @@ from tests.routing_eval import (
     content_text,
     is_multi_turn,
     load_cases,
-    request_tokens,
+    typed_texts,
 )
-from tests.routing_eval.build import REPO
 from tests.routing_eval.holdout import _read, load_holdout
 from tests.routing_eval.holdout2 import HOLDOUT2_DIR, languages, load_holdout2
+from tests.routing_eval.snapshot import frozen_paths
 
 LONG = 20_000
 # Scripts that only appear in the typed text of the cases written in these languages.
@@ -34,17 +34,6 @@ ANY_SCRIPT = re.compile("|".join(p.pattern for p in SCRIPTS.values()))
 @pytest.fixture(scope="module")
 def cases() -> list[EvalCase]:
     return load_holdout2()
-
-
-@pytest.fixture(scope="module")
-def tokens(cases: list[EvalCase]) -> dict[str, int]:
-    return {case.id: request_tokens(case.body) for case in cases}
-
-
-def _user_text(case: EvalCase) -> str:
-    """Every user message, without Cline's environment details."""
-    users = [m for m in case.body["messages"] if m["role"] == "user"]
-    return "\n".join(content_text(m["content"]).split("<environment_details>")[0] for m in users)
 
 
 def _system(case: EvalCase) -> str:
@@ -96,7 +85,7 @@ def test_long_requests_read_repository_files(cases: list[EvalCase], tokens: dict
     for case in long:  # the bulk is real files of this repository, read by tool calls
         body = json.dumps(case.body["messages"], ensure_ascii=False)
         paths = set(re.findall(r"(?:src|tests|bench)/[\w/]+\.py", body))
-        real = [p for p in paths if (REPO / p).is_file()]
+        real = paths & frozen_paths()
         assert len(real) >= 3, (case.id, sorted(paths))
         assert "memory_router/routing/" not in body, case.id
 
@@ -129,7 +118,7 @@ def test_languages(cases: list[EvalCase]) -> None:
     assert 8 <= len(langs) <= 0.15 * len(cases), len(langs)
     assert len(set(langs.values())) >= 6
     for case in cases:
-        typed = _user_text(case)
+        typed = "\n".join(typed_texts(case))
         lang = langs.get(case.id)
         if lang in SCRIPTS:
             assert SCRIPTS[lang].search(typed), case.id
