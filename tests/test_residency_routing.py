@@ -180,7 +180,11 @@ def test_two_sessions_no_eviction_in_flight_and_keepalives_during_loads(
     assert by_model[FAST]["class"] == "memory"
     assert by_model[FAST]["evicted"] == [CODER]
     assert by_model[FAST]["caused_load"] is True
-    assert by_model[FAST]["load_s"] == pytest.approx(18.56 * LOAD_S_PER_GB, rel=0.3)
+    # The load the backend reported: the emulator's own measure of it (a busy machine
+    # stretches the load's sleep, and both figures with it), not the nominal 1.5 s.
+    fast_load = next(load for load in machine.loads if load.model == FAST)
+    assert fast_load.duration_s >= 18.56 * LOAD_S_PER_GB * 0.99
+    assert by_model[FAST]["load_s"] == pytest.approx(fast_load.duration_s, abs=0.25)
     assert all("prompt" not in record for record in records)
 
 
