@@ -73,6 +73,23 @@ def native_call(
     return body
 
 
+def native_edit(
+    body: dict[str, Any],
+    path: str,
+    new_text: str,
+    *,
+    old_text: str | None = None,
+    success: bool = True,
+) -> dict[str, Any]:
+    """Append cline 3.x's ``editor`` call on ``path`` and its result (failed when not
+    ``success``)."""
+    arguments = {"path": path, "new_text": new_text}
+    if old_text is not None:
+        arguments = {"path": path, "old_text": old_text, "new_text": new_text}
+    result = {"query": f"edit:{path}", "result": "ok" if success else "", "success": success}
+    return native_call(body, "editor", arguments, result)
+
+
 def ok(*queries: str) -> list[dict[str, Any]]:
     """A cline 3.x tool result: one successful item per query."""
     return [{"query": query, "result": "done", "success": True} for query in queries]

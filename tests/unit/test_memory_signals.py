@@ -32,6 +32,7 @@ from tests.unit.cline_requests import (
     XML_READ,
     load,
     native_call,
+    native_edit,
     native_task,
     ok,
     set_xml_mode,
@@ -213,12 +214,7 @@ def test_read_request_lapses_after_the_bank_is_read_and_the_agent_moves_on_nativ
     )
     found = signals(body)  # the bank was read, then a source file: the agent has moved on
     assert (found.phase, found.reasons) == ("none", (LAPSED,))
-    native_call(
-        body,
-        "editor",
-        {"path": f"{WS}/todo.py", "old_text": "pass", "new_text": "return 1"},
-        {"query": f"edit:{WS}/todo.py", "result": "ok", "success": True},
-    )
+    native_edit(body, f"{WS}/todo.py", "return 1", old_text="pass")
     found = signals(body)
     assert (found.phase, found.reasons, found.files_read) == ("none", (LAPSED,), BANK)
 

@@ -13,6 +13,7 @@ from tests.unit.cline_requests import (
     WS,
     load,
     native_call,
+    native_edit,
     native_task,
     ok,
     signals,
@@ -25,12 +26,7 @@ from tests.unit.cline_requests import (
 
 def test_native_editor_on_the_bank_is_an_update() -> None:
     body = native_task("update memory bank", "native_turn2")
-    native_call(
-        body,
-        "editor",
-        {"path": f"{WS}/memory-bank/progress.md", "old_text": "in progress", "new_text": "done"},
-        {"query": f"edit:{WS}/memory-bank/progress.md", "result": "ok", "success": True},
-    )
+    native_edit(body, f"{WS}/memory-bank/progress.md", "done", old_text="in progress")
     found = signals(body)
     assert found.phase == "update"
     assert found.files_written == (PROGRESS,)
@@ -42,11 +38,8 @@ def test_native_editor_on_the_bank_is_an_update() -> None:
 
 
 def test_native_write_without_a_phrase_is_still_an_update() -> None:
-    body = native_call(
-        load("native_turn2"),
-        "editor",
-        {"path": f"{WS}/memory-bank/activeContext.md", "new_text": "# Active Context\n- todo"},
-        {"query": f"edit:{WS}/memory-bank/activeContext.md", "result": "ok", "success": True},
+    body = native_edit(
+        load("native_turn2"), f"{WS}/memory-bank/activeContext.md", "# Active Context\n- todo"
     )
     found = signals(body)
     assert (found.phase, found.files_written) == ("update", (ACTIVE,))
@@ -54,22 +47,22 @@ def test_native_write_without_a_phrase_is_still_an_update() -> None:
 
 
 def test_native_editor_naming_the_bank_in_its_text_only_is_not_a_bank_write() -> None:
-    body = native_call(
+    body = native_edit(
         native_task("document the CLI"),
-        "editor",
-        {"path": f"{WS}/README.md", "new_text": "See memory-bank/progress.md for status."},
-        {"query": f"edit:{WS}/README.md", "result": "ok", "success": True},
+        f"{WS}/README.md",
+        "See memory-bank/progress.md for status.",
     )
     found = signals(body)
     assert (found.phase, found.files_written) == ("none", ())
 
 
 def test_failed_native_write_is_not_a_written_file() -> None:
-    body = native_call(
+    body = native_edit(
         native_task("update memory bank"),
-        "editor",
-        {"path": f"{WS}/memory-bank/progress.md", "old_text": "nope", "new_text": "x"},
-        {"query": f"edit:{WS}/memory-bank/progress.md", "result": "", "success": False},
+        f"{WS}/memory-bank/progress.md",
+        "x",
+        old_text="nope",
+        success=False,
     )
     found = signals(body)
     assert (found.phase, found.files_written) == ("update", ())
@@ -102,11 +95,10 @@ def test_denied_xml_replace_in_file_is_an_update_turn_but_no_written_file() -> N
 
 
 def test_initialize_native() -> None:
-    body = native_call(
+    body = native_edit(
         native_task("initialize memory bank"),
-        "editor",
-        {"path": f"{WS}/memory-bank/projectbrief.md", "new_text": "# Project Brief\n"},
-        {"query": f"edit:{WS}/memory-bank/projectbrief.md", "result": "ok", "success": True},
+        f"{WS}/memory-bank/projectbrief.md",
+        "# Project Brief\n",
     )
     found = signals(body)
     assert (found.phase, found.files_written) == ("initialize", (BRIEF,))

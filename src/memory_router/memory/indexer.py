@@ -141,15 +141,16 @@ def _write(
     progress: Progress | None,
     total: int,
 ) -> None:
-    done = total - len(jobs)
     groups = _groups(jobs)
+    if not groups:
+        return
+    done = total - len(jobs)
     with embed_ahead(embedder, sum(len(job.chunks) for job in jobs)) as ahead:
-        pending = _vectors(store, ahead, workspace, groups[0]) if groups else None
+        pending = _vectors(store, ahead, workspace, groups[0])
         for number, group in enumerate(groups):
             # Groups are embedded and written in one go each (markers last), so a kill loses
             # at most the group in flight; the next group is embedded while this one is
             # written, where the embedder allows (memory.ahead).
-            assert pending is not None
             vectors = pending()
             if number + 1 < len(groups):
                 pending = _vectors(store, ahead, workspace, groups[number + 1])
