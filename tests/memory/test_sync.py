@@ -7,12 +7,16 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import pytest
+
+from memory_router.memory import ahead, indexer
 from memory_router.memory.chunking import chunk_file
 from memory_router.memory.discovery import read_bank_file
 from memory_router.memory.indexer import embedding_text, sync_bank, sync_paths
 from memory_router.memory.store import FileState, VectorStore, collection_name
-from memory_router.memory.types import Bank, Skipped, SyncReport
+from memory_router.memory.types import Bank, Chunk, Skipped, SyncReport
 from tests.memory.conftest import BANK_FILES, LIMITS, CountingEmbedder, assert_store_matches_disk
 
 
@@ -117,8 +121,10 @@ def test_empty_file_costs_nothing(
 ) -> None:
     (bank.root / "empty.md").write_text("", encoding="utf-8")
     (bank.root / "blank.md").write_text("\n  \n", encoding="utf-8")
-    first = sync_bank(bank, store, counting, **LIMITS)
+    progress: list[tuple[int, int]] = []
+    first = sync_bank(bank, store, counting, progress=lambda *p: progress.append(p), **LIMITS)
     assert (first.files_seen, first.files_indexed, first.files_unchanged) == (8, 6, 2)
+    assert progress == [(i, 8) for i in range(9)]  # blank files count as done too
     counting.documents.clear()
     second = sync_bank(bank, store, counting, **LIMITS)
     assert (second.files_indexed, second.files_unchanged, counting.documents) == (0, 8, [])
@@ -129,6 +135,34 @@ def test_empty_file_costs_nothing(
     assert (third.files_indexed, third.chunks_deleted, third.chunks_total) == (1, 4, 20)
     assert counting.documents == [] and counting.calls == calls
     assert assert_store_matches_disk(bank, store) == 20
+
+
+def test_files_are_chunked_group_by_group_while_earlier_groups_are_written(
+    bank: Bank, store: VectorStore, counting: CountingEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Chunking a big bank takes seconds: the first group is written long before the last
+    # file is chunked (only enough is chunked up front to tell a bulk run from a small one).
+    events: list[str] = []
+    real_chunk, real_replace = indexer.chunk_file, store.replace_files
+
+    def chunk_file(_bank: Bank, rel_path: str, *args: Any) -> list[Chunk]:
+        events.append(f"chunk {rel_path}")
+        return real_chunk(_bank, rel_path, *args)
+
+    def replace_files(workspace: str, writes: Any) -> None:
+        events.append("write " + " ".join(rel for rel, _, _ in writes))
+        real_replace(workspace, writes)
+
+    monkeypatch.setattr(indexer, "chunk_file", chunk_file)
+    monkeypatch.setattr(store, "replace_files", replace_files)
+    monkeypatch.setattr(indexer, "_GROUP_CHUNKS", 4)
+    monkeypatch.setattr(ahead, "BULK_CHUNKS", 8)
+    report = sync_bank(bank, store, counting, **LIMITS)
+    assert report.files_indexed == 6 and assert_store_matches_disk(bank, store) == 24
+    first_write = next(i for i, e in enumerate(events) if e.startswith("write"))
+    last_chunk = max(i for i, e in enumerate(events) if e.startswith("chunk"))
+    assert first_write < last_chunk, events
+    assert sum(e.startswith("chunk") for e in events) == 6  # each file chunked once
 
 
 def test_new_settings_rebuild_the_index(

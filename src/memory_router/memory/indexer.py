@@ -14,14 +14,17 @@ take it, so they answer from whatever is stored while a run goes on.
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import structlog
 
+from . import ahead as ahead_module
 from . import discovery
 from .ahead import Ahead, embed_ahead
 from .chunking import chunk_file
@@ -100,79 +103,123 @@ def _vectors(
     return result
 
 
-def _plan(
-    bank: Bank, files: Iterable[BankFile], indexed: dict[str, FileState], max_tokens: int
-) -> tuple[list[_Job], int]:
+@dataclass(frozen=True, slots=True)
+class _Stale:
+    file: BankFile
+    replaced: int  # chunks of this file in the store now
+
+
+def _plan(files: Iterable[BankFile], indexed: dict[str, FileState]) -> tuple[list[_Stale], int]:
     """The files that must be (re)written, and how many are already up to date."""
-    jobs: list[_Job] = []
+    stale: list[_Stale] = []
     unchanged = 0
     for file in files:
         state = indexed.get(file.rel_path)
         if state is not None and state.is_complete(file.sha256):
             unchanged += 1
-            continue
-        chunks = chunk_file(bank, file.rel_path, file.text, file.sha256, max_tokens)
-        if state is None and not chunks:  # a blank file, and nothing stored for it
-            unchanged += 1
-            continue
-        jobs.append(_Job(file, chunks, state.present if state else 0))
-    return jobs, unchanged
+        else:
+            stale.append(_Stale(file, state.present if state else 0))
+    return stale, unchanged
 
 
-def _groups(jobs: list[_Job]) -> list[list[_Job]]:
-    """Files in groups of up to about _GROUP_CHUNKS chunks (a big file is a group alone)."""
-    groups: list[list[_Job]] = []
+def _groups(
+    bank: Bank, stale: Iterable[_Stale], max_tokens: int, blank: Callable[[], None]
+) -> Iterator[list[_Job]]:
+    """Files chunked as they are needed, in groups of up to about _GROUP_CHUNKS chunks (a
+    big file is a group alone). A new blank file has nothing to write: ``blank()`` is told."""
+    group: list[_Job] = []
     size = 0
-    for job in jobs:
-        if not groups or size + len(job.chunks) > _GROUP_CHUNKS:
-            groups.append([])
-            size = 0
-        groups[-1].append(job)
-        size += len(job.chunks)
-    return groups
+    for item in stale:
+        chunks = chunk_file(bank, item.file.rel_path, item.file.text, item.file.sha256, max_tokens)
+        if not chunks and not item.replaced:
+            blank()
+            continue
+        if group and size + len(chunks) > _GROUP_CHUNKS:
+            yield group
+            group, size = [], 0
+        group.append(_Job(item.file, chunks, item.replaced))
+        size += len(chunks)
+    if group:
+        yield group
 
 
 def _write(
     store: VectorStore,
     embedder: Embedder,
-    workspace: str,
-    jobs: list[_Job],
+    bank: Bank,
+    stale: list[_Stale],
     report: SyncReport,
     progress: Progress | None,
     total: int,
+    max_tokens: int,
 ) -> None:
-    groups = _groups(jobs)
-    if not groups:
+    workspace = str(bank.workspace)
+    done = total - len(stale)
+
+    def advance() -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done, total)
+
+    def blank() -> None:
+        report.files_unchanged += 1
+        advance()
+
+    groups = _groups(bank, stale, max_tokens, blank)
+    # Chunk only as far ahead as it takes to know whether the run is big enough for an
+    # embedding child; the rest is chunked group by group while the embedder works.
+    ready: deque[list[_Job]] = deque()
+    seen = 0
+    for chunked in groups:
+        ready.append(chunked)
+        seen += sum(len(job.chunks) for job in chunked)
+        if seen >= ahead_module.BULK_CHUNKS:
+            break
+    if not ready:
         return
-    done = total - len(jobs)
-    with embed_ahead(embedder, sum(len(job.chunks) for job in jobs)) as ahead:
-        pending = _vectors(store, ahead, workspace, groups[0])
-        for number, group in enumerate(groups):
+    upcoming = itertools.chain(ready, groups)
+    with embed_ahead(embedder, seen) as ahead:
+        first = next(upcoming)
+        pending = _vectors(store, ahead, workspace, first)
+        group: list[_Job] | None = first
+        while group is not None:
             # Groups are embedded and written in one go each (markers last), so a kill loses
-            # at most the group in flight; the next group is embedded while this one is
-            # written, where the embedder allows (memory.ahead).
+            # at most the group in flight. The next group is chunked while this one is
+            # embedded, and embedded while this one is written, where the embedder allows
+            # (memory.ahead).
+            following = next(upcoming, None)
             vectors = pending()
-            if number + 1 < len(groups):
-                pending = _vectors(store, ahead, workspace, groups[number + 1])
-            writes = []
-            offset = 0
-            for job in group:
-                count = len(job.chunks)
-                writes.append((job.file.rel_path, job.chunks, vectors[offset : offset + count]))
-                offset += count
-            store.replace_files(workspace, writes)
-            for job in group:
-                count = len(job.chunks)
-                report.files_indexed += 1
-                report.chunks_added += count
-                report.chunks_deleted += job.replaced
-                done += 1
-                log.debug(
-                    "memory_file_indexed", workspace=workspace, file=job.file.rel_path,
-                    chunks=count,
-                )  # fmt: skip
-                if progress is not None:
-                    progress(done, total)
+            if following is not None:
+                pending = _vectors(store, ahead, workspace, following)
+            _store(store, workspace, group, vectors, report, advance)
+            group = following
+
+
+def _store(
+    store: VectorStore,
+    workspace: str,
+    group: list[_Job],
+    vectors: list[list[float]],
+    report: SyncReport,
+    advance: Callable[[], None],
+) -> None:
+    writes = []
+    offset = 0
+    for job in group:
+        count = len(job.chunks)
+        writes.append((job.file.rel_path, job.chunks, vectors[offset : offset + count]))
+        offset += count
+    store.replace_files(workspace, writes)
+    for job in group:
+        report.files_indexed += 1
+        report.chunks_added += len(job.chunks)
+        report.chunks_deleted += job.replaced
+        log.debug(
+            "memory_file_indexed", workspace=workspace, file=job.file.rel_path,
+            chunks=len(job.chunks),
+        )  # fmt: skip
+        advance()
 
 
 def _delete(
@@ -223,10 +270,10 @@ def _sync_all_locked(
     for file, state in sorted(indexed.items()):
         if file not in on_disk:
             _delete(store, workspace, file, state, report)
-    jobs, report.files_unchanged = _plan(bank, files, indexed, max_tokens)
+    stale, report.files_unchanged = _plan(files, indexed)
     if progress is not None:
         progress(report.files_unchanged, len(files))
-    _write(store, embedder, workspace, jobs, report, progress, len(files))
+    _write(store, embedder, bank, stale, report, progress, len(files), max_tokens)
     report.chunks_total = store.count(workspace)
     return report
 
@@ -297,8 +344,8 @@ def sync_paths(
                 if rel in indexed:
                     _delete(store, workspace, rel, indexed[rel], report)
             report.files_seen = len(files)
-            jobs, report.files_unchanged = _plan(bank, files, indexed, max_tokens)
-            _write(store, embedder, workspace, jobs, report, progress, len(files))
+            stale, report.files_unchanged = _plan(files, indexed)
+            _write(store, embedder, bank, stale, report, progress, len(files), max_tokens)
             report.chunks_total = store.count(workspace)
     report.seconds = time.perf_counter() - started
     return report
