@@ -220,7 +220,11 @@ def cpu_seconds(pid: int) -> float:
 
 
 async def measure(
-    args: argparse.Namespace, upstream: int, router: int, router_pid: int, floor: int | None
+    args: argparse.Namespace,
+    upstream: int,
+    router: int,
+    pids: dict[str, int],
+    floor: int | None,
 ) -> dict[str, object]:
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=120)
@@ -239,18 +243,19 @@ async def measure(
         for target in streamed:
             await run_load(args.clients, args.clients, lambda t=target: one_stream(s, t))
         per_round = args.requests // args.rounds
-        router_cpu = 0.0
+        cpu = {name: 0.0 for name in pids}  # the relays' own CPU time under the load
         for _ in range(args.rounds):
             for target in plain:
                 seeds = Seeds()  # the same seed sequence (so service times) for both targets
-                cpu_before = cpu_seconds(router_pid)
+                pid = pids.get(target.name)
+                cpu_before = cpu_seconds(pid) if pid else 0.0
                 done, seconds = await run_load(
                     args.clients,
                     per_round,
                     lambda t=target, seq=seeds: one_request(s, t, seq.take(), args),
                 )
-                if target.name == "router":
-                    router_cpu += cpu_seconds(router_pid) - cpu_before
+                if pid:
+                    cpu[target.name] += cpu_seconds(pid) - cpu_before
                 latencies[target.name].extend(done)
                 elapsed[target.name] += seconds
         per_round = args.streams // args.rounds
@@ -267,7 +272,7 @@ async def measure(
         return round(value * 1000, 3)
 
     result: dict[str, object] = {"clients": args.clients, "requests": args.requests}
-    result["router_cpu_ms_per_request"] = round(router_cpu * 1000 / len(latencies["router"]), 3)
+    result["router_cpu_ms_per_request"] = round(cpu["router"] * 1000 / len(latencies["router"]), 3)
     for name in ("direct", "router"):
         # Latency beyond the upstream's own service time: network, parsing, the router.
         result[f"{name}_overhead_p50_ms"] = ms(pct(latencies[name], 0.50))
@@ -290,6 +295,7 @@ async def measure(
         result["floor_added_p50_ms"] = ms(floor_p50 - pct(latencies["direct"], 0.50))
         result["floor_added_p99_ms"] = ms(floor_p99 - pct(latencies["direct"], 0.99))
         result["floor_rps"] = round(len(latencies["floor"]) / elapsed["floor"], 1)
+        result["floor_cpu_ms_per_request"] = round(cpu["floor"] * 1000 / len(latencies["floor"]), 3)
         result["router_beyond_floor_p50_ms"] = ms(pct(latencies["router"], 0.50) - floor_p50)
     result["throughput_ratio"] = round(result["router_rps"] / result["direct_rps"], 3)  # type: ignore[operator]
     result["stream_rate_ratio_median"] = round(
@@ -332,7 +338,8 @@ def main() -> None:
             if floor is not None:
                 wait_http(f"http://127.0.0.1:{floor_port}/ready")
             floor_at = None if floor is None else floor_port
-            result = asyncio.run(measure(args, upstream_port, router_port, router.pid, floor_at))
+            pids = {"router": router.pid} | ({} if floor is None else {"floor": floor.pid})
+            result = asyncio.run(measure(args, upstream_port, router_port, pids, floor_at))
         finally:
             for process in processes:
                 process.send_signal(signal.SIGINT)
