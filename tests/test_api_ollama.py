@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import time
 from typing import Any
@@ -174,6 +175,12 @@ def test_xml_style_tools_pass_through_untouched(
     assert reply.choices[0].message.content == answer
     assert reply.choices[0].message.tool_calls is None
     assert "tools" not in chat_requests(emulator)[0]
+
+
+def test_what_start_up_built_is_kept_out_of_the_collectors_sight(router: RouterThread) -> None:
+    # Frozen, start-up's objects are not walked by every full collection under load.
+    assert gc.get_freeze_count() > 10_000
+    assert httpx.get(f"{router.base_url}/health").status_code == 200
 
 
 def test_every_response_names_the_model_and_the_reason(http: httpx.Client) -> None:
