@@ -41,6 +41,7 @@ from typing import Any, TypeVar
 import aiohttp
 
 from fast_upstream import service_ms
+from steal import Steal
 
 REPO = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
@@ -339,7 +340,10 @@ def main() -> None:
                 wait_http(f"http://127.0.0.1:{floor_port}/ready")
             floor_at = None if floor is None else floor_port
             pids = {"router": router.pid} | ({} if floor is None else {"floor": floor.pid})
-            result = asyncio.run(measure(args, upstream_port, router_port, pids, floor_at))
+            with Steal() as steal:
+                result = asyncio.run(measure(args, upstream_port, router_port, pids, floor_at))
+            # CPU the hypervisor took meanwhile: a run with more than a few percent is noisy.
+            result["steal_percent"] = steal.percent
         finally:
             for process in processes:
                 process.send_signal(signal.SIGINT)
