@@ -17,16 +17,13 @@ from __future__ import annotations
 import itertools
 import json
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import structlog
 
-from . import ahead as ahead_module
-from . import discovery
-from .ahead import Ahead, embed_ahead
+from . import ahead, discovery
 from .chunking import chunk_file
 from .discovery import BankFile
 from .store import FileState, VectorStore
@@ -74,7 +71,7 @@ def embedding_text(chunk: Chunk) -> str:
 
 
 def _vectors(
-    store: VectorStore, ahead: Ahead, workspace: str, group: Sequence[_Job]
+    store: VectorStore, embedding: ahead.Ahead, workspace: str, group: Sequence[_Job]
 ) -> Callable[[], list[list[float]]]:
     """Start on the vectors of every chunk of the group: stored ones are reused where a
     chunk is unchanged, the rest are embedded (perhaps elsewhere, while the caller writes).
@@ -92,7 +89,7 @@ def _vectors(
     texts = [embedding_text(chunks[index]) for index in missing]
     # Similar lengths together waste less padding in a batched model.
     order = sorted(range(len(texts)), key=lambda index: len(texts[index]))
-    pending = ahead.submit([texts[index] for index in order])
+    pending = embedding.submit([texts[index] for index in order])
 
     def result() -> list[list[float]]:
         vectors = [known.get(key, []) for key in keys]
@@ -169,31 +166,26 @@ def _write(
     groups = _groups(bank, stale, max_tokens, blank)
     # Chunk only as far ahead as it takes to know whether the run is big enough for an
     # embedding child; the rest is chunked group by group while the embedder works.
-    ready: deque[list[_Job]] = deque()
+    ready: list[list[_Job]] = []
     seen = 0
     for chunked in groups:
         ready.append(chunked)
         seen += sum(len(job.chunks) for job in chunked)
-        if seen >= ahead_module.BULK_CHUNKS:
+        if seen >= ahead.BULK_CHUNKS:
             break
     if not ready:
         return
-    upcoming = itertools.chain(ready, groups)
-    with embed_ahead(embedder, seen) as ahead:
-        first = next(upcoming)
-        pending = _vectors(store, ahead, workspace, first)
-        group: list[_Job] | None = first
-        while group is not None:
-            # Groups are embedded and written in one go each (markers last), so a kill loses
-            # at most the group in flight. The next group is chunked while this one is
-            # embedded, and embedded while this one is written, where the embedder allows
-            # (memory.ahead).
-            following = next(upcoming, None)
+    with ahead.embed_ahead(embedder, seen) as embedding:
+        pending = _vectors(store, embedding, workspace, ready[0])
+        # Groups are embedded and written in one go each (markers last), so a kill loses at
+        # most the group in flight. Each pair brings the next group chunked while this one
+        # is embedded; it is embedded while this one is written, where the embedder allows.
+        for group, following in itertools.pairwise(itertools.chain(ready, groups, [None])):
+            assert group is not None  # only the last "following" is None
             vectors = pending()
             if following is not None:
-                pending = _vectors(store, ahead, workspace, following)
+                pending = _vectors(store, embedding, workspace, following)
             _store(store, workspace, group, vectors, report, advance)
-            group = following
 
 
 def _store(
