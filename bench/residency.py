@@ -133,7 +133,7 @@ def wait_ready(router: RouterThread, emu: OllamaEmulator, timeout: float) -> dic
     while time.monotonic() - started < 10 and not any(e.model == PINNED for e in emu.loads):
         time.sleep(0.05)
     warmed = time.monotonic() - started
-    service = cast(Any, router.server.config.app).state.service  # the FastAPI app
+    service = cast(Any, router.server.config.app).app.state.service  # HotPath -> FastAPI
     wants_examples = bool(service.settings.task_examples) and (
         service.settings.config.routing.classifier.embedding
     )
