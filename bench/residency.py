@@ -468,10 +468,15 @@ def main() -> None:
     total = time.perf_counter() - started
     print(f"\ntotal {total:.0f} s")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True)
+    try:
+        rev = ["git", "rev-parse", "--short", "HEAD"]
+        head = subprocess.run(rev, cwd=REPO, capture_output=True)
+        commit = head.stdout.decode().strip()
+    except OSError:  # no git here: the figures still stand, without their commit
+        commit = ""
     document = {
         "command": " ".join(sys.argv),
-        "commit": head.stdout.decode().strip(),
+        "commit": commit,
         "seed": args.seed,
         "tasks": args.tasks,
         "sessions": args.sessions,
