@@ -60,6 +60,10 @@ def reference_machine() -> Machine:
     catalog = yaml.safe_load((REPO / "config" / "models.yaml").read_text(encoding="utf-8"))
     weights = {name: spec.weights_bytes for name, spec in reference_profile().models.items()}
     models = [m["name"] for m in catalog["models"]]
+    for model in catalog["models"]:
+        for task, fit in model["task_fit"].items():
+            if abs(fit * UNIT - round(fit * UNIT)) > 1e-9:
+                raise SystemExit(f"{model['name']}: task_fit {task} {fit} has over two decimals")
     return Machine(
         models=models,
         fit={m["name"]: m["task_fit"] for m in catalog["models"]},
