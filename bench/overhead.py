@@ -13,7 +13,11 @@ own process too, in front of it. The load generator sends, in alternating rounds
 
 Non-streamed: each request carries a seed that fixes the upstream's service time, so the
 client subtracts it and keeps only the overhead (network, parsing, and for the routed target
-the router); the difference of those overheads' p50/p99 is what the router adds.
+the router); the difference of those overheads' p50/p99 is what the router adds. Each round
+starts its clients over one mean service time, as closed-loop clients with random service
+times are spread in steady state; before, every round began with all clients' requests at the
+same instant, and those 32 queued requests a round were the p99. That burst is measured on its
+own: ``--bursts`` times, every client's request at once, and the last answer's overhead.
 Streamed: content chunks per second per stream, and in total; the ratio is the relay rate.
 
     python bench/overhead.py                      # 32 clients, the figures in docs/benchmarks.md
@@ -193,20 +197,43 @@ async def one_stream(session: aiohttp.ClientSession, target: Target) -> tuple[in
 
 
 async def run_load(
-    clients: int, count: int, work: Callable[[], Awaitable[T]]
+    clients: int, count: int, work: Callable[[], Awaitable[T]], ramp_s: float = 0.0
 ) -> tuple[list[T], float]:
+    """``count`` calls of ``work`` by ``clients`` closed-loop clients.
+
+    With ``ramp_s``, client i sends its first request i/clients of ``ramp_s`` after the
+    start: clients whose answers take a random time are spread over it in steady state, and
+    a ramp of one mean service time starts each round in that state instead of with every
+    client's request arriving at the same instant (that burst is measured on its own)."""
     results: list[T] = []
     remaining = count
 
-    async def worker() -> None:
+    async def worker(index: int) -> None:
         nonlocal remaining
+        if ramp_s:
+            await asyncio.sleep(ramp_s * index / clients)
         while remaining > 0:
             remaining -= 1
             results.append(await work())
 
     started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(clients)))
+    await asyncio.gather(*(worker(i) for i in range(clients)))
     return results, time.perf_counter() - started
+
+
+async def bursts(
+    session: aiohttp.ClientSession, target: Target, args: argparse.Namespace, seeds: Seeds
+) -> list[float]:
+    """For each of ``args.bursts`` bursts, ``args.clients`` requests sent at the same instant:
+    the overhead of the last one answered (what the burst queued behind)."""
+    worst: list[float] = []
+    for _ in range(args.bursts):
+        await asyncio.sleep(0.3)  # let the previous load drain
+        done = await asyncio.gather(
+            *(one_request(session, target, seeds.take(), args) for _ in range(args.clients))
+        )
+        worst.append(max(done))
+    return worst
 
 
 def pct(values: list[float], q: float) -> float:
@@ -254,11 +281,15 @@ async def measure(
                     args.clients,
                     per_round,
                     lambda t=target, seq=seeds: one_request(s, t, seq.take(), args),
+                    ramp_s=args.service_ms / 1000,
                 )
                 if pid:
                     cpu[target.name] += cpu_seconds(pid) - cpu_before
                 latencies[target.name].extend(done)
                 elapsed[target.name] += seconds
+        burst_worst: dict[str, list[float]] = {}
+        for target in plain:
+            burst_worst[target.name] = await bursts(s, target, args, Seeds())
         per_round = args.streams // args.rounds
         for _ in range(args.rounds):
             for target in streamed:
@@ -290,6 +321,16 @@ async def measure(
         result["router_overhead_p99_ms"] - result["direct_overhead_p99_ms"],  # type: ignore[operator]
         3,
     )
+    if args.bursts:
+        # A burst: every client's request at the same instant. The last answer waits for the
+        # relay's CPU of all the others; the median over the bursts, beyond the direct path's.
+        worst = {name: statistics.median(values) for name, values in burst_worst.items()}
+        result["burst_size"] = args.clients
+        result["burst_last_direct_ms"] = ms(worst["direct"])
+        result["burst_last_router_ms"] = ms(worst["router"])
+        result["burst_added_ms"] = ms(worst["router"] - worst["direct"])
+        if "floor" in worst:
+            result["burst_added_floor_ms"] = ms(worst["floor"] - worst["direct"])
     if latencies["floor"]:
         # The bare relay in the same run: what a Python relay adds here before any routing.
         floor_p50, floor_p99 = pct(latencies["floor"], 0.50), pct(latencies["floor"], 0.99)
@@ -320,6 +361,9 @@ def main() -> None:
     parser.add_argument("--service-ms", type=float, default=100.0, help="non-streamed answer time")
     parser.add_argument("--jitter-ms", type=float, default=50.0, help="+/- on the service time")
     parser.add_argument("--chunk-ms", type=float, default=10.0, help="time between stream chunks")
+    parser.add_argument(
+        "--bursts", type=int, default=5, help="bursts of --clients simultaneous requests"
+    )
     parser.add_argument(
         "--no-floor", action="store_true", help="skip the bare relay (bench/bare_relay.py)"
     )
