@@ -48,8 +48,10 @@ def test_overhead(tmp_path: Path) -> None:
     )  # fmt: skip
     figures = read(out)
     for key in ("added_p50_ms", "added_p99_ms", "router_cpu_ms_per_request",
-                "floor_added_p50_ms", "throughput_ratio", "stream_rate_ratio_total"):  # fmt: skip
+                "floor_added_p50_ms", "throughput_ratio", "stream_rate_ratio_total",
+                "burst_added_ms", "burst_added_floor_ms"):  # fmt: skip
         assert isinstance(figures[key], float | int), key
+    assert figures["burst_size"] == 4
 
 
 def test_memory(tmp_path: Path) -> None:
