@@ -15,9 +15,10 @@ Non-streamed: each request carries a seed that fixes the upstream's service time
 client subtracts it and keeps only the overhead (network, parsing, and for the routed target
 the router); the difference of those overheads' p50/p99 is what the router adds. Each round
 starts its clients over one mean service time, as closed-loop clients with random service
-times are spread in steady state; before, every round began with all clients' requests at the
-same instant, and those 32 queued requests a round were the p99. That burst is measured on its
-own: ``--bursts`` times, every client's request at once, and the last answer's overhead.
+times are spread in steady state: started at the same instant, a round's first 32 requests
+would queue behind each other and, at 3.2% of a 1,000-request round, be its p99. That burst is
+measured on its own: ``--bursts`` times, every client's request at once, and the last
+answer's overhead.
 Streamed: content chunks per second per stream, and in total; the ratio is the relay rate.
 
     python bench/overhead.py                      # 32 clients, the figures in docs/benchmarks.md
