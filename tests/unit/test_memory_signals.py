@@ -308,6 +308,8 @@ def test_module_is_pure() -> None:
         "re",
         "collections.abc",
         "dataclasses",
+        "functools",  # memos of pure functions
+        "threading",  # the memo's lock
         "typing",
         "wire.openai",
     }
@@ -344,3 +346,15 @@ def test_a_big_request_gives_stable_answers(style: str) -> None:
     (found,) = answers
     assert (found.phase, found.reasons) == ("none", (LAPSED,))
     assert found.files_read == (BANK if style == "native" else (BRIEF,))
+
+
+def test_the_words_memo_is_exact_and_bounded() -> None:
+    memo = memory_signals._WordsMemo(4)
+    # Same length, different words; a tool result; a plain message.
+    texts = [f"<task>\nfix bug {i}\n</task>" for i in range(10)]
+    texts += ["[read_file for 'a.py'] Result:\nprint(1)", "update memory bank"]
+    for text in [*texts, *reversed(texts)]:
+        assert memo(text) == memory_signals._human_words(text)
+    assert len(memo._words) == 4
+    assert memo(texts[3]) == "fix bug 3"
+    assert memo(texts[10]) == ""

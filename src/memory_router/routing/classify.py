@@ -22,6 +22,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import NamedTuple
 
 from ..settings import TaskClass
 from .memory_signals import WRITE_TOOLS
@@ -96,6 +98,34 @@ class Classification:
         return self.via == "keywords" and margin >= _DECISIVE
 
 
+class _Words(NamedTuple):
+    """What the patterns find in the user's latest words."""
+
+    no_change: bool  # "don't change anything"
+    go_ahead: bool  # "go ahead"
+    project_code: bool  # a path or "this code", "our repo"...
+    general_question: bool  # a short question about tools or the world, not the project
+
+
+@lru_cache(maxsize=1024)
+def _read_words(text: str) -> _Words:
+    """The patterns run on ``text`` once: an agent's tool loop resends the same latest words
+    from the user every turn."""
+    low = text.lower()
+    return _Words(
+        no_change=bool(_NO_CHANGE.search(low)),
+        go_ahead=bool(_GO_AHEAD.search(low)),
+        project_code=bool(_PROJECT_CODE.search(low)),
+        general_question=(
+            bool(_QUESTION.match(low) or text.rstrip().endswith(("?", "？")))
+            and not _ASK_VERB.search(low)
+            and len(text.split()) <= 25
+            and not _pasted(text)
+            and not _PROJECT_REF.search(text)
+        ),
+    )
+
+
 def _in_project(signals: RequestSignals) -> bool:
     """The conversation is about the project: the agent has looked at it, or the user points
     at its code."""
@@ -103,7 +133,7 @@ def _in_project(signals: RequestSignals) -> bool:
         signals.recent_tools
         or signals.in_tool_loop
         or signals.user_turns > 1
-        or _PROJECT_CODE.search(signals.human_lower)
+        or _read_words(signals.human_text).project_code
     )
 
 
@@ -145,16 +175,8 @@ def _pasted(text: str) -> bool:
 
 def _general_question(signals: RequestSignals) -> bool:
     """A short question about tools or the world, not about the project's code."""
-    text, low = signals.human_text, signals.human_lower
     planning = signals.memory.mode == "plan" and bool(signals.recent_tools)
-    return (
-        not planning
-        and bool(_QUESTION.match(low) or text.rstrip().endswith(("?", "？")))
-        and not _ASK_VERB.search(low)
-        and len(text.split()) <= 25
-        and not _pasted(text)
-        and not _PROJECT_REF.search(text)
-    )
+    return not planning and _read_words(signals.human_text).general_question
 
 
 def _from_words(
@@ -164,9 +186,10 @@ def _from_words(
     text, low = signals.human_text, signals.human_lower
     implement, analyze = _scores(signals, text)
     scores = {"implement": implement, "analyze": analyze}
-    if _NO_CHANGE.search(low):
+    words = _read_words(text)
+    if words.no_change:
         return Classification("analyze", ("the user asks not to change anything",), scores)
-    if _GO_AHEAD.search(low):
+    if words.go_ahead:
         return Classification("implement", ("the user says to go ahead",), scores)
     if signals.small_talk and not (signals.imperative or signals.analyze_words):
         return Classification("chat", ("small talk",), scores)

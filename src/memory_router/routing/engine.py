@@ -184,30 +184,30 @@ class RoutingEngine:
         output = request.output_limit() or self.reserved_output
         key = session_key(request)
         session = self._session(key, self._clock())
-        view = self._corrected(view)
-        decision = choose(task, prompt, output, self.catalog, view, self.settings, reasons, session)
+        record = {
+            "class": classification.task,
+            "class_via": classification.via,
+            "class_scores": classification.scores,
+            "tool_style": signals.tool_style,
+            "in_tool_loop": signals.in_tool_loop,
+            "recent_tools": list(signals.recent_tools),
+            "memory_bank": signals.memory.phase,
+            "memory_files_read": list(signals.memory.files_read),
+            "mode": signals.memory.mode,
+            "workspace": signals.memory.workspace,
+            "housekeeping": signals.housekeeping,
+            "prompt_tokens": prompt,
+            "messages": signals.messages,
+            "sticky": session.model if session else None,
+            "decide_ms": None,  # set below, once the choice is made
+            # The user's words: the decision log drops this unless log_prompts is on.
+            "prompt": signals.human_text[:1000],
+        }
+        decision = choose(
+            task, prompt, output, self.catalog, self._corrected(view), self.settings, reasons,
+            session, session_key=key, signals=record,
+        )  # fmt: skip
         if remember:
             self.remember(key, decision)
-        return replace(
-            decision,
-            session=key,
-            signals={
-                "class": classification.task,
-                "class_via": classification.via,
-                "class_scores": classification.scores,
-                "tool_style": signals.tool_style,
-                "in_tool_loop": signals.in_tool_loop,
-                "recent_tools": list(signals.recent_tools),
-                "memory_bank": signals.memory.phase,
-                "memory_files_read": list(signals.memory.files_read),
-                "mode": signals.memory.mode,
-                "workspace": signals.memory.workspace,
-                "housekeeping": signals.housekeeping,
-                "prompt_tokens": prompt,
-                "messages": signals.messages,
-                "sticky": session.model if session else None,
-                "decide_ms": round((time.perf_counter() - started) * 1000, 3),
-                # The user's words: the decision log drops this unless log_prompts is on.
-                "prompt": signals.human_text[:1000],
-            },
-        )
+        record["decide_ms"] = round((time.perf_counter() - started) * 1000, 3)
+        return decision

@@ -33,8 +33,10 @@ from __future__ import annotations
 import json
 import posixpath
 import re
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal, NamedTuple
 
 from ..wire.openai import ChatCompletionRequest, ChatMessage
@@ -241,8 +243,29 @@ def _tagged(text: str, tag: re.Pattern[str]) -> list[str]:
     return parts
 
 
-def human_words(text: str) -> str:
-    """The words the user typed in one user message; empty for tool results and notices."""
+class _WordsMemo:
+    """``human_words`` per message text, keyed by the text's hash and length (as the token
+    counts are) so that long tool results are not kept alive. Each turn resends the whole
+    conversation; its user messages are read once, not once per turn."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._words: dict[tuple[int, int], str] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, text: str) -> str:
+        key = (hash(text), len(text))
+        words = self._words.get(key)
+        if words is None:
+            words = _human_words(text)
+            with self._lock:
+                if len(self._words) >= self._size:
+                    del self._words[next(iter(self._words))]  # the oldest
+                self._words[key] = words
+        return words
+
+
+def _human_words(text: str) -> str:
     if _AUTO_MESSAGE.match(text):
         # A tool result or a client notice; the user may have answered inside it.
         words = "\n".join(_tagged(text, _FEEDBACK_TAG))
@@ -258,6 +281,11 @@ def human_words(text: str) -> str:
     return words
 
 
+human_words = _WordsMemo(2048)
+"""The words the user typed in one user message; empty for tool results and notices."""
+
+
+@lru_cache(maxsize=1024)
 def _phrase(words: str) -> tuple[Phase, str]:
     """The strongest memory-bank phrase in the user's words, and the words that said it."""
     lower = words.lower()

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..errors import ContextLengthExceeded
 from ..settings import ModelSpec, RoutingSettings, TaskClass
@@ -184,8 +185,14 @@ def choose(
     settings: RoutingSettings,
     reasons: Sequence[str] = (),
     session: SessionChoice | None = None,
+    *,
+    session_key: str | None = None,
+    signals: dict[str, Any] | None = None,
 ) -> Decision:
-    """Pick the model, ``num_ctx`` and keep_alive for a request of class ``task``."""
+    """Pick the model, ``num_ctx`` and keep_alive for a request of class ``task``.
+
+    ``session_key`` and ``signals`` are carried into the decision as they are (the engine's
+    record of the request)."""
     residency = settings.policy == "residency"
     options: list[_Option] = []
     rejected: list[Candidate] = []
@@ -249,6 +256,8 @@ def choose(
         waits_for=load.waits_for if load else (),
         expected_load_s=round(chosen.load_s, 2),
         needed_tokens=chosen.needed,
+        session=session_key,
+        signals={} if signals is None else signals,
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from ..wire.openai import ChatCompletionRequest, ChatMessage
 from .memory_signals import (
@@ -121,6 +122,9 @@ _RECENT = 6  # messages looked at for recent tool activity
 # which tell the agent to read every bank file at the start of every task.
 _BANK_RULES = ("# Cline's Memory Bank", ".clinerules/memory-bank.md")
 _HEAD = 2000  # characters of the user's words searched for keywords
+# Distinct texts the per-text memos below remember. Every turn of an agent's tool loop carries
+# the same latest words from the user, so the word patterns run once per loop, not per turn.
+_MEMO = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,12 +215,26 @@ def _words(messages: list[ChatMessage]) -> tuple[str, str, int]:
     return latest, first, turns
 
 
+@lru_cache(maxsize=_MEMO)
 def word_scores(text: str) -> tuple[bool, int, int]:
     """Whether ``text`` (lower case) tells the agent to change something; implement and
-    analyze words."""
+    analyze words. Memoized per text."""
     imperative = bool(_IMPERATIVE.search(text) or _IMPERATIVE_OTHER.search(text))
     analyze = len(_ANALYZE.findall(text)) + len(_ANALYZE_OTHER.findall(text))
     return imperative, len(_IMPLEMENT.findall(text)), analyze
+
+
+@lru_cache(maxsize=_MEMO)
+def _word_flags(low: str) -> tuple[bool, bool, bool, bool]:
+    """What the user's latest words (lower case) say besides the scores: housekeeping wording
+    (with tools at hand, and without), the memory bank named, small talk. Memoized per text."""
+    head = low[:600]
+    return (
+        bool(_META.search(head)),
+        bool(_META_NO_TOOLS.search(head)),
+        bool(_MENTIONS_BANK.search(low)),
+        bool(_SMALL_TALK.match(low)),
+    )
 
 
 def read_signals(request: ChatCompletionRequest) -> RequestSignals:
@@ -237,11 +255,12 @@ def read_signals(request: ChatCompletionRequest) -> RequestSignals:
     else:
         style = "none"
     imperative, implement_words, analyze_words = word_scores(low)
+    meta, meta_no_tools, mentions_bank, small_talk = _word_flags(low)
     last_assistant = next((m.text() for m in reversed(messages) if m.role == "assistant"), "")
     short_system = system if len(system) < 2000 else ""
     housekeeping = bool(
-        _META.search(low[:600])
-        or (not request.tools and _META_NO_TOOLS.search(low[:600]))
+        meta
+        or (not request.tools and meta_no_tools)
         or (short_system and _META_JOB.search(short_system.lower()))
     )
     return RequestSignals(
@@ -256,12 +275,12 @@ def read_signals(request: ChatCompletionRequest) -> RequestSignals:
         and messages[-1].role in ("user", "tool")
         and bool(_CLIENT_INSTRUCTION.search(messages[-1].text())),
         memory=read_memory_signals(request),
-        mentions_memory_bank=bool(_MENTIONS_BANK.search(low)),
+        mentions_memory_bank=mentions_bank,
         housekeeping=housekeeping,
         imperative=imperative,
         implement_words=implement_words,
         analyze_words=analyze_words,
-        small_talk=bool(_SMALL_TALK.match(low)) and len(head) < 80,
+        small_talk=small_talk and len(head) < 80,
         code=bool(_CODE.search(head, 0) or _CODE.search(last_assistant[-4000:])),
         bank_rules=any(marker in system for marker in _BANK_RULES),
         first_turn=not any(m.role == "assistant" for m in messages),
