@@ -9,6 +9,7 @@ logs why, instead of failing the request that produced them.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import queue
 import re
@@ -41,23 +42,40 @@ def _logger() -> Any:
     return structlog.get_logger("memory_router.decision_log")
 
 
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+class _Stamp:
+    """ISO-8601 UTC with milliseconds; the date and time of day formatted once a second."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def __call__(self, ts: float) -> str:
+        fraction, whole = math.modf(ts)
+        second, micros = divmod(int(whole) * 1_000_000 + round(fraction * 1e6), 1_000_000)
+        if second != self._second:
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = second
+        return f"{self._prefix}.{micros // 1000:03d}Z"
 
 
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 def _scrub(value: Any) -> Any:
-    # Exact types first: isinstance against the Mapping ABC costs a microsecond a value.
+    # Exact types first (isinstance against the Mapping ABC costs a microsecond a value), and
+    # scalars kept in place without a call: this runs on every routed request.
     kind = type(value)
-    if kind in _SCALARS:
-        return value
-    if kind is dict or (kind is not list and kind is not tuple and isinstance(value, Mapping)):
-        return {k: _scrub(v) for k, v in value.items() if k not in PROMPT_KEYS}
+    if kind is dict:
+        return {
+            k: v if type(v) in _SCALARS else _scrub(v)
+            for k, v in value.items()
+            if k not in PROMPT_KEYS
+        }
     if kind is list or kind is tuple:
-        return [_scrub(v) for v in value]
-    return value
+        return [v if type(v) in _SCALARS else _scrub(v) for v in value]
+    if kind in _SCALARS or not isinstance(value, Mapping):
+        return value
+    return {k: _scrub(v) for k, v in value.items() if k not in PROMPT_KEYS}
 
 
 def _rotated_files(path: Path) -> list[tuple[datetime, Path]]:
@@ -115,6 +133,7 @@ class DecisionLog:
         self._clock = clock
         self._queue: queue.Queue[_Item] = queue.Queue(maxsize=max_queue)
         self._lock = threading.Lock()  # orders stamping and enqueueing; guards counters
+        self._stamp = _Stamp()
         self.dropped = 0
         """Records lost to a full queue, an unwritable file or a closed log."""
         self._last_warning: float | None = None
@@ -135,7 +154,7 @@ class DecisionLog:
         data = dict(record) if self._log_prompts else _scrub(record)
         with self._lock:
             if "ts" not in data:
-                data = {"ts": _iso(self._clock()), **data}
+                data = {"ts": self._stamp(self._clock()), **data}
             try:
                 line = orjson.dumps(data, default=str, option=orjson.OPT_NON_STR_KEYS) + b"\n"
                 if not self._closed:

@@ -87,6 +87,30 @@ def test_lines_are_json_objects_in_order_with_a_utc_timestamp(make_log: Make, fo
     assert log.dropped == 0
 
 
+@pytest.mark.parametrize(
+    "ts",
+    [1_700_000_000.0, 1_700_000_000.0004994, 1_700_000_000.9995, 1_700_000_001.4069994,
+     1_620_189_061.6069994, 1_700_000_059.999_999_7, 1_704_067_199.999],
+)  # fmt: skip
+def test_the_timestamp_is_datetimes_isoformat_to_the_millisecond(
+    make_log: Make, folder: Path, ts: float
+) -> None:
+    # The formatted date and time of day is reused within a second: the second after it
+    # (and one of a new day) must not reuse it.
+    clock = Clock()
+    log = make_log(clock=clock)
+    for at in (ts - 1.0, ts, ts + 1.0):
+        clock.now = at
+        log.write({"n": 0})
+    log.close()
+    expected = [
+        datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+        for at in (ts - 1.0, ts, ts + 1.0)
+    ]
+    records = [orjson.loads(x) for x in (folder / "decisions.jsonl").read_bytes().splitlines()]
+    assert [r["ts"] for r in records] == expected
+
+
 RECORD = {
     "model": "m",
     "prompt": "secret",

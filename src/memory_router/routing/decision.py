@@ -54,9 +54,10 @@ class Decision:
 
     def reason_header(self) -> str:
         """A one-line summary for the ``x-router-reason`` header (ASCII, no newlines)."""
-        text = "; ".join(self.reasons).encode("ascii", "replace").decode()
+        text = "; ".join(self.reasons).encode("ascii", "replace").decode()[:512]
         # Reasons quote client input (tool names): no control character may reach a header.
-        return text.translate(_CONTROL_TO_SPACE)[:512]
+        # (Printable ASCII has none: the check is cheaper than the translation.)
+        return text if text.isprintable() else text.translate(_CONTROL_TO_SPACE)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
