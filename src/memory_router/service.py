@@ -7,6 +7,7 @@ the embedded llama.cpp model and maps every role to it, saying so loudly.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import aclosing
@@ -134,8 +135,6 @@ class RouterService:
         embedder: Callable[[], Callable[[Sequence[str]], list[list[float]]]],
     ) -> None:
         """Embed the labelled task examples (in a thread) for the classifier's example vote."""
-        import asyncio
-
         from .routing.engine import ExampleIndex
 
         started = time.perf_counter()
@@ -301,7 +300,14 @@ class RouterService:
         finally:
             if admission is not None:
                 admission.release()
-            self._record(decision, finish, outcome, time.perf_counter() - started)
+            seconds = time.perf_counter() - started
+            try:
+                # Once the answer is on its way: the record is not what the client waits for.
+                asyncio.get_running_loop().call_soon(
+                    self._record, decision, finish, outcome, seconds
+                )
+            except RuntimeError:  # closed outside a running loop (at shut-down)
+                self._record(decision, finish, outcome, seconds)
 
     def _record(
         self, decision: Decision, finish: Finish | None, outcome: str, seconds: float

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from collections.abc import AsyncGenerator
@@ -53,6 +54,12 @@ def new_id(prefix: str) -> str:
 
 
 def _log_done(decision: Decision, started: float, finish: Finish | None, outcome: str) -> None:
+    """Log the request's line once the answer is on its way (timed up to now)."""
+    ms = round((time.perf_counter() - started) * 1000, 1)
+    asyncio.get_running_loop().call_soon(_log_line, decision, ms, finish, outcome)
+
+
+def _log_line(decision: Decision, ms: float, finish: Finish | None, outcome: str) -> None:
     usage = finish.usage if finish else None
     log.info(
         "request",
@@ -64,7 +71,7 @@ def _log_done(decision: Decision, started: float, finish: Finish | None, outcome
         prompt_tokens=usage.prompt_tokens if usage else None,
         completion_tokens=usage.completion_tokens if usage else None,
         load_ns=finish.stats.get("load_duration") if finish else None,
-        ms=round((time.perf_counter() - started) * 1000, 1),
+        ms=ms,
     )
 
 
