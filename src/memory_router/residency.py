@@ -258,11 +258,16 @@ class ResidencyMonitor:
         now = self._clock()
         snapshots: dict[str, Snapshot] = {}
         for name, host in self.hosts.items():
+            # Built field by field: dataclasses.replace costs several times more, per request.
             residents = tuple(
-                replace(
-                    r,
+                Resident(
+                    r.model,
+                    r.num_ctx,
+                    r.size,
+                    r.size_vram,
                     in_flight=self.in_flight.get(r.model, 0),
                     idle_s=now - self.last_used[r.model] if r.model in self.last_used else r.idle_s,
+                    pinned=r.pinned,
                 )
                 for r in host.loaded
             )

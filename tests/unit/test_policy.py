@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
 
 from memory_router.errors import ContextLengthExceeded
 from memory_router.routing.decision import Decision
-from memory_router.routing.policy import SessionChoice, View, choose, ladder_for
-from memory_router.routing.residency import Budget, Profile, Resident, Snapshot
+from memory_router.routing.policy import SessionChoice, View, _option, choose, ladder_for
+from memory_router.routing.residency import Budget, LoadPlan, Profile, Resident, Snapshot, plan
 from memory_router.settings import ModelSpec, RoutingSettings, TaskClass, load_settings
 from tests.ollama_emulator import reference_profile
 
@@ -211,3 +212,79 @@ def test_the_wait_for_a_busy_model_is_what_its_requests_take() -> None:
     assert fast_cost["slow"] > fast_cost["quick"]
     assert decide("memory", quick).model == FAST  # a short wait is worth the better fit
     assert decide("memory", slow).model == CODER
+
+
+def _walk(
+    snapshot: Snapshot, profile: Profile, rungs: list[int], costs: dict[str, float]
+) -> LoadPlan | None:
+    """Every rung planned, smallest first, kept while the evictions stay the same."""
+    best = None
+    for rung in rungs:
+        load = plan(snapshot, profile, rung, costs)
+        if not load.fits:
+            break
+        if best is not None and (load.evicts, load.waits_for) != (best.evicts, best.waits_for):
+            break
+        best = load
+    return best
+
+
+@pytest.mark.parametrize("seed", range(300))
+def test_the_context_size_is_the_largest_that_evicts_nothing_more(seed: int) -> None:
+    # Against planning every rung one by one, on random hosts (sizes, in-flight requests,
+    # placement rules) and random models.
+    rng = random.Random(seed)
+    names = [f"m{i}" for i in range(4)]
+    loaded = tuple(
+        Resident(
+            name,
+            rng.choice([4096, 8192, 32768]),
+            size := rng.randint(1, 40) * GIB,
+            rng.randint(0, size),
+            in_flight=rng.choice([0, 0, 1, 3]),
+            idle_s=rng.uniform(0, 600),
+        )
+        for name in rng.sample(names, rng.randint(0, 3))
+    )
+    budget = Budget(rng.randint(0, 48) * GIB, rng.randint(0, 128) * GIB, rng.randint(0, 4) * GIB)
+    snapshot = Snapshot(budget, loaded, rng.randint(1, 3), rng.random() < 0.5)
+    name = rng.choice(names)
+    profile = Profile(name, rng.randint(1, 70) * GIB, rng.choice([0, 24_576, 262_144]))
+    spec = next(s for s in CATALOG if s.name == CODER).model_copy(
+        update={"name": name, "num_ctx": rng.choice([32768, 131072, 262144])}
+    )
+    needed = rng.randint(100, 140_000)
+    settings = RoutingSettings()
+    costs = {r.model: rng.uniform(0, 30) for r in loaded}
+    the_view = View({"ollama": snapshot}, {name: profile})
+    option = _option(spec, "implement", needed, the_view, settings, True, costs)
+    current = snapshot.find(name)
+    if needed > spec.num_ctx:
+        assert option is None
+        return
+    if current is not None and current.num_ctx >= needed:
+        rungs = [current.num_ctx]
+    else:
+        rungs = [size for size in ladder_for(spec, settings.ctx_ladder) if size >= needed]
+    expected = _walk(snapshot, profile, rungs, costs)
+    if expected is None:
+        assert option is None
+        return
+    assert option is not None and option.load is not None
+    assert option.num_ctx == expected.num_ctx
+    assert option.load == expected
+
+
+def test_the_context_size_stays_within_the_hosts_total_memory() -> None:
+    # VRAM beside a CPU-only runner is free, but the host's total (VRAM plus RAM less the
+    # reserve) is smaller: no rung past the total, though it would fit in the free VRAM.
+    snapshot = Snapshot(Budget(16 * GIB, 0, 2 * GIB), (Resident("other", 8192, GIB, 0),))
+    profile = Profile("m", 8 * GIB, 65_536, overhead_bytes=0)  # +0.5 GiB per 8k of context
+    spec = next(s for s in CATALOG if s.name == CODER).model_copy(
+        update={"name": "m", "num_ctx": 131072}
+    )
+    the_view = View({"ollama": snapshot}, {"m": profile})
+    option = _option(spec, "implement", 4000, the_view, RoutingSettings(), True, {})
+    assert option is not None
+    assert option.num_ctx == 65536  # 12 GiB; 131072 would be 16 GiB, over the total of 14
+    assert option.load == plan(snapshot, profile, 65536, {})

@@ -28,7 +28,7 @@ from typing import Any
 from ..errors import ContextLengthExceeded
 from ..settings import ModelSpec, RoutingSettings, TaskClass
 from .decision import Candidate, Decision
-from .residency import LoadPlan, Profile, Snapshot, plan
+from .residency import LoadPlan, Profile, Snapshot, plan, room_after
 
 __all__ = [
     "BUSY_WAIT_S",
@@ -120,8 +120,11 @@ def _option(
     view: View,
     settings: RoutingSettings,
     residency: bool,
+    costs: Mapping[str, float],
 ) -> _Option | None:
-    """The best way to run ``spec`` for this request, or None if its context cannot hold it."""
+    """The best way to run ``spec`` for this request, or None if its context cannot hold it.
+
+    ``costs``: each resident model's expected cost of being evicted, on ``spec``'s host."""
     if needed > spec.num_ctx:
         return None
     fit = spec.task_fit[task]
@@ -138,26 +141,26 @@ def _option(
         rungs = [resident.num_ctx]  # never shrink a loaded model
     else:
         rungs = [size for size in ladder_for(spec, settings.ctx_ladder) if size >= needed]
-    costs = _victim_costs(snapshot, view, settings)
-    best: tuple[int, LoadPlan] | None = None
-    for rung in rungs:
-        load = plan(snapshot, profile, rung, costs)
-        if not load.fits:
-            break
-        if best is not None and (
-            load.evicts != best[1].evicts or load.waits_for != best[1].waits_for
-        ):
-            break  # a bigger context would cost more than headroom is worth
-        best = (rung, load)
-    if best is None:
+    if not rungs:
         return None
-    num_ctx, load = best
+    load = plan(snapshot, profile, rungs[0], costs)
+    if not load.fits:
+        return None
+    if load.loads and len(rungs) > 1:
+        # The largest context that evicts nothing more: headroom is worth no extra eviction.
+        room = room_after(snapshot, load)
+        num_ctx = max(rung for rung in rungs if profile.footprint(rung) <= room)
+        if num_ctx != rungs[0]:
+            footprint = profile.footprint(num_ctx)
+            load = LoadPlan(
+                load.model, num_ctx, True, load.reload, load.evicts, load.waits_for, True, footprint
+            )
     load_s = profile.load_s if load.loads else 0.0
     evict_s = sum(costs.get(model, 0.0) for model in load.evicts)
     evict_s += sum(view.busy_s.get(model, BUSY_WAIT_S) for model in load.waits_for)
     cost = settings.load_cost_per_s * (load_s + evict_s) / EXPECTED_TURNS[task]
     score = fit - cost if residency else fit
-    return _Option(spec, needed, num_ctx, load, load_s, evict_s, cost, score)
+    return _Option(spec, needed, load.num_ctx, load, load_s, evict_s, cost, score)
 
 
 def _candidate(option: _Option, task: TaskClass) -> Candidate:
@@ -196,9 +199,13 @@ def choose(
     residency = settings.policy == "residency"
     options: list[_Option] = []
     rejected: list[Candidate] = []
+    costs: dict[str, dict[str, float]] = {}  # per host
     for spec in catalog:
         needed = round(prompt_tokens * view.token_ratio.get(spec.name, 1.0)) + output_tokens
-        option = _option(spec, task, needed, view, settings, residency)
+        snapshot = view.snapshots.get(spec.backend)
+        if snapshot is not None and spec.backend not in costs:
+            costs[spec.backend] = _victim_costs(snapshot, view, settings)
+        option = _option(spec, task, needed, view, settings, residency, costs.get(spec.backend, {}))
         if option is None:
             fit = spec.task_fit[task]
             rejected.append(Candidate(spec.name, spec.backend, fit, spec.num_ctx, False, 0.0))

@@ -11,7 +11,7 @@ a model loaded beside others must fit in free VRAM, at most ``max_loaded`` runne
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +23,7 @@ __all__ = [
     "Snapshot",
     "kv_bytes_from_show",
     "plan",
+    "room_after",
 ]
 
 DEFAULT_OVERHEAD = 600_000_000
@@ -158,16 +159,29 @@ def plan(
     )
 
 
-def _fits(snapshot: Snapshot, staying: list[Resident], need: int) -> bool:
+def _fits(snapshot: Snapshot, staying: Sequence[Resident], need: int) -> bool:
+    return need <= _room(snapshot, staying)
+
+
+def _room(snapshot: Snapshot, staying: Sequence[Resident]) -> int:
+    """The largest footprint a model may have to load beside ``staying`` (-1: none)."""
     if not staying:
-        return need <= snapshot.budget.total
+        return snapshot.budget.total
     if len(staying) >= snapshot.max_loaded:
-        return False
-    used_vram = sum(r.size_vram for r in staying)
-    used = sum(r.size for r in staying)
+        return -1
     if snapshot.strict_gpu_fit:
-        return need <= snapshot.budget.vram_bytes - used_vram
-    return need <= snapshot.budget.total - used
+        return snapshot.budget.vram_bytes - sum(r.size_vram for r in staying)
+    return snapshot.budget.total - sum(r.size for r in staying)
+
+
+def room_after(snapshot: Snapshot, load: LoadPlan) -> int:
+    """The largest footprint ``load``'s model could have with the same evictions.
+
+    A bigger context needs the same evictions or more (victims go in a fixed order), so every
+    context size whose footprint is within this needs exactly ``load``'s."""
+    gone = set(load.evicts)
+    staying = [r for r in snapshot.resident if r.model != load.model and r.model not in gone]
+    return min(_room(snapshot, staying), snapshot.budget.total)
 
 
 def kv_bytes_from_show(model_info: Mapping[str, Any], bytes_per_element: int = 2) -> int | None:
