@@ -3,9 +3,13 @@
 It speaks just enough of Ollama's native API for the router's hot path: ``POST /api/chat``
 (non-streamed: one JSON object after ``--service-ms`` +/- ``--jitter-ms``; streamed: NDJSON
 chunks every ``--chunk-ms``, then the final ``done`` object), and ``/api/version``,
-``/api/tags``, ``/api/ps``. Replies are pre-rendered bytes over a raw asyncio protocol, so the
-upstream itself costs next to nothing and the comparison isolates what the router adds.
-Shapes follow reference/ollama-api.md.
+``/api/tags``, ``/api/show``, ``/api/ps``. Replies are pre-rendered bytes over a raw asyncio
+protocol, so the upstream itself costs next to nothing and the comparison isolates what the
+router adds. Shapes follow reference/ollama-api.md.
+
+It describes the three models of config/models.yaml at their real sizes and architectures, with
+the chat model loaded at ``num_ctx`` 32768 (as ``/api/ps`` shows a warm Ollama), so the router
+does per request the residency work it does in front of a real one.
 
     python bench/fast_upstream.py --port 11500 --service-ms 100 --chunks 64 --chunk-ms 10
 """
@@ -20,12 +24,50 @@ import re
 from typing import Any
 
 MODEL = "qwen3:30b-a3b"
-_PULLED = ("qwen3:30b-a3b", "qwen2.5-coder:32b", "llama4:16x17b")
+NUM_CTX = 32768
+# name: weights bytes, architecture, blocks, attention heads, KV heads, head size
+_PULLED = {
+    "qwen3:30b-a3b": (18_556_685_248, "qwen3moe", 48, 32, 4, 128),
+    "qwen2.5-coder:32b": (19_851_336_256, "qwen2", 64, 40, 8, 128),
+    "llama4:16x17b": (67_436_862_784, "llama4", 48, 40, 8, 128),
+}
+
+
+def _show(name: str) -> bytes:
+    _, arch, blocks, heads, kv_heads, head = _PULLED[name]
+    info = {
+        "general.architecture": arch,
+        f"{arch}.block_count": blocks,
+        f"{arch}.attention.head_count": heads,
+        f"{arch}.attention.head_count_kv": kv_heads,
+        f"{arch}.attention.key_length": head,
+        f"{arch}.attention.value_length": head,
+    }
+    return json.dumps({"capabilities": ["completion", "tools"], "model_info": info}).encode()
+
+
+def _loaded(name: str, num_ctx: int) -> dict[str, object]:
+    weights, _, blocks, _, kv_heads, head = _PULLED[name]
+    size = weights + num_ctx * 2 * blocks * kv_heads * 2 * head
+    return {
+        "name": name,
+        "model": name,
+        "size": size,
+        "size_vram": min(size, 16 * 1024**3),
+        "context_length": num_ctx,
+        "expires_at": "2318-08-01T00:00:00Z",  # keep_alive -1
+    }
+
+
+SHOW = {name.encode(): _show(name) for name in _PULLED}
 STATIC = {
     "/api/version": b'{"version":"0.13.0"}',
-    "/api/ps": b'{"models":[]}',
-    "/api/tags": json.dumps({"models": [{"name": n, "model": n} for n in _PULLED]}).encode(),
+    "/api/ps": json.dumps({"models": [_loaded(MODEL, NUM_CTX)]}).encode(),
+    "/api/tags": json.dumps(
+        {"models": [{"name": n, "model": n, "size": w[0]} for n, w in _PULLED.items()]}
+    ).encode(),
 }
+_MODEL_FIELD = re.compile(rb'"model"\s*:\s*"([^"]+)"')
 
 
 def _final(words: int) -> dict[str, object]:
@@ -114,6 +156,11 @@ class Upstream(asyncio.Protocol):
     async def answer(self, path: str, body: bytes) -> None:
         if path in STATIC:
             self.write(_head("application/json", len(STATIC[path])) + STATIC[path])
+            return
+        if path == "/api/show":
+            match = _MODEL_FIELD.search(body)
+            show = SHOW.get(match.group(1) if match else b"", b'{"error":"model not found"}')
+            self.write(_head("application/json", len(show)) + show)
             return
         streamed = b'"stream":false' not in body.replace(b" ", b"")
         if not streamed:

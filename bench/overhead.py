@@ -110,6 +110,9 @@ def start_router(port: int, upstream: int, workdir: Path) -> subprocess.Popen[by
                 "routing": {
                     "queue": {"max_running_per_model": 64, "max_waiting_per_model": 1024},
                     "warm_pinned": False,
+                    # The reference machine's memory, which the upstream's /api/ps reports
+                    # against (the chat model loaded, part of it in VRAM).
+                    "budget": {"vram_bytes": 16 * 1024**3, "ram_bytes": 128 * 1024**3},
                 },
                 "logging": {"decision_log": {"path": str(workdir / "decisions.jsonl")}},
             }
