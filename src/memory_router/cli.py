@@ -70,6 +70,9 @@ def serve(
         loop="auto",
         http="auto",
         log_config=None,
+        # The router logs every request itself (one JSON line with the routing outcome);
+        # uvicorn's access line would repeat it, and builds its arguments even when muted.
+        access_log=False,
         timeout_graceful_shutdown=5,
     )
 

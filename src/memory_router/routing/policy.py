@@ -89,7 +89,7 @@ def _recency(idle_s: float, pinned: bool, half_life_s: float) -> float:
     return float(0.5 ** (idle_s / half_life_s))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # built three times a request, never shared: no frozen-field cost
 class _Option:
     spec: ModelSpec
     needed: int
