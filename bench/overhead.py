@@ -31,7 +31,6 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import socket
 import statistics
 import subprocess
@@ -393,9 +392,16 @@ def main() -> None:
             # CPU the hypervisor took meanwhile: a run with more than a few percent is noisy.
             result["steal_percent"] = steal.percent
         finally:
+            # SIGTERM, not SIGINT: a shell ignores SIGINT in background jobs and their children,
+            # so a bench started with `&` could not stop its upstream.
             for process in processes:
-                process.send_signal(signal.SIGINT)
-                process.wait(timeout=20)
+                process.terminate()
+            for process in processes:
+                try:
+                    process.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
     result["router_log_level"] = env_note
     print(json.dumps(result, indent=2))
     if args.json:
