@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import gc
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
+from contextvars import Token
+from typing import Any
 
 import structlog
 from fastapi import FastAPI, Request
@@ -35,6 +37,14 @@ def _request_id(scope: Scope) -> str:
     return secrets.token_hex(8)
 
 
+def _bind(request_id: str) -> Mapping[str, Token[Any]]:
+    """Bind the request id to this request's log lines; reset with the returned tokens.
+
+    (Not ``bound_contextvars``: it copies the whole context to save and restore other keys,
+    on every request; each request runs in a task of its own.)"""
+    return structlog.contextvars.bind_contextvars(request_id=request_id)
+
+
 def _with_id(send: Send, request_id: str) -> Send:
     raw_id = request_id.encode()
 
@@ -57,8 +67,11 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
         request_id = _request_id(scope)
-        with structlog.contextvars.bound_contextvars(request_id=request_id):
+        bound = _bind(request_id)
+        try:
             await self.app(scope, receive, _with_id(send, request_id))
+        finally:
+            structlog.contextvars.reset_contextvars(**bound)
 
 
 class HotPath:
@@ -81,7 +94,8 @@ class HotPath:
             return
         scope["app"] = self.app
         request_id = _request_id(scope)
-        with structlog.contextvars.bound_contextvars(request_id=request_id):
+        bound = _bind(request_id)
+        try:
             try:
                 response = await endpoint(Request(scope, receive))
             except RouterError as exc:
@@ -89,6 +103,8 @@ class HotPath:
             except Exception as exc:
                 response = await _unexpected(None, exc)
             await response(scope, receive, _with_id(send, request_id))
+        finally:
+            structlog.contextvars.reset_contextvars(**bound)
 
 
 def _render(error: RouterError) -> Response:

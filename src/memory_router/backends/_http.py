@@ -9,8 +9,8 @@ upstream connection is dropped at once, which makes Ollama abort the generation.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncGenerator, Callable
+from contextlib import AbstractAsyncContextManager, AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -26,23 +26,42 @@ __all__ = ["ErrorMapper", "HttpClient", "map_client_errors"]
 ErrorMapper = Callable[[int, Any, str | None], RouterError]
 
 
-@contextmanager
-def map_client_errors(label: str, base_url: str, hint: str) -> Iterator[None]:
-    """Translate aiohttp and timeout exceptions into router errors."""
-    import aiohttp
+class _ClientErrors:
+    """The context manager ``map_client_errors`` returns (a class: this wraps every upstream
+    call, and a generator-based one costs several times more to enter and leave)."""
 
-    try:
-        yield
-    except RouterError:
-        raise
-    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-        raise BackendTimeout(f"{label} at {base_url} timed out: {exc or 'no answer'}") from exc
-    except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as exc:
-        raise BackendUnavailable(
-            f"cannot reach {label} at {base_url}: {hint}", retry_after=5
-        ) from exc
-    except aiohttp.ClientError as exc:
-        raise BackendError(f"{label} at {base_url} broke the connection: {exc}") from exc
+    __slots__ = ("base_url", "hint", "label")
+
+    def __init__(self, label: str, base_url: str, hint: str) -> None:
+        self.label, self.base_url, self.hint = label, base_url, hint
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, exc: BaseException | None, traceback: object) -> None:
+        if exc is None or isinstance(exc, RouterError):
+            return
+        import aiohttp
+
+        label, base_url = self.label, self.base_url
+        if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
+            raise BackendTimeout(f"{label} at {base_url} timed out: {exc or 'no answer'}") from exc
+        if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ServerDisconnectedError):
+            raise BackendUnavailable(
+                f"cannot reach {label} at {base_url}: {self.hint}", retry_after=5
+            ) from exc
+        if isinstance(exc, aiohttp.ClientError):
+            raise BackendError(f"{label} at {base_url} broke the connection: {exc}") from exc
+
+
+def map_client_errors(label: str, base_url: str, hint: str) -> AbstractContextManager[None]:
+    """Translate aiohttp and timeout exceptions into router errors."""
+    return _ClientErrors(label, base_url, hint)
+
+
+def _deadline(timeout: float | None) -> AbstractAsyncContextManager[Any]:
+    # A request's own call has no deadline (the socket read timeout covers a stalled model).
+    return asyncio.timeout(timeout) if timeout is not None else nullcontext()
 
 
 def _decode(raw: bytes) -> Any:
@@ -89,8 +108,8 @@ class HttpClient:
             )
         return self._session
 
-    def _errors(self) -> Any:
-        return map_client_errors(self.label, self.base_url, self.hint)
+    def _errors(self) -> _ClientErrors:
+        return _ClientErrors(self.label, self.base_url, self.hint)
 
     async def _raise_for_status(self, response: aiohttp.ClientResponse, model: str | None) -> None:
         if response.status >= 400:
@@ -100,22 +119,24 @@ class HttpClient:
     async def get_json(self, path: str, *, timeout: float | None = None) -> Any:
         """GET a JSON document."""
         with self._errors():
-            async with asyncio.timeout(timeout):
-                async with self._client().get(self.base_url + path) as response:
-                    await self._raise_for_status(response, None)
-                    return _decode(await response.read())
+            async with (
+                _deadline(timeout),
+                self._client().get(self.base_url + path) as response,
+            ):
+                await self._raise_for_status(response, None)
+                return _decode(await response.read())
 
     async def post_json(
         self, path: str, body: Any, *, model: str | None = None, timeout: float | None = None
     ) -> Any:
         """POST a JSON body and return the decoded JSON reply."""
         with self._errors():
-            async with asyncio.timeout(timeout):
-                async with self._client().post(
-                    self.base_url + path, data=orjson.dumps(body)
-                ) as response:
-                    await self._raise_for_status(response, model)
-                    return _decode(await response.read())
+            async with (
+                _deadline(timeout),
+                self._client().post(self.base_url + path, data=orjson.dumps(body)) as response,
+            ):
+                await self._raise_for_status(response, model)
+                return _decode(await response.read())
 
     async def stream(
         self, path: str, body: Any, *, model: str | None = None
