@@ -257,7 +257,10 @@ async def measure(
     pids: dict[str, int],
     floor: int | None,
 ) -> dict[str, object]:
-    connector = aiohttp.TCPConnector(limit=0)
+    # Idle connections are dropped before uvicorn's own 5 s keep-alive timeout closes them:
+    # otherwise a request sent on a connection the server is closing at that moment fails
+    # (rounds keep the other targets' connections idle for several seconds).
+    connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=3)
     timeout = aiohttp.ClientTimeout(total=120)
     headers = {"Content-Type": "application/json", "Authorization": "Bearer bench"}
     latencies: dict[str, list[float]] = {"direct": [], "floor": [], "router": []}
