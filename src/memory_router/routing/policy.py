@@ -151,9 +151,14 @@ def _option(
         room = room_after(snapshot, load)
         num_ctx = max(rung for rung in rungs if profile.footprint(rung) <= room)
         if num_ctx != rungs[0]:
-            footprint = profile.footprint(num_ctx)
             load = LoadPlan(
-                load.model, num_ctx, True, load.reload, load.evicts, load.waits_for, True, footprint
+                load.model,
+                num_ctx,
+                loads=True,
+                reload=load.reload,
+                evicts=load.evicts,
+                waits_for=load.waits_for,
+                footprint=profile.footprint(num_ctx),
             )
     load_s = profile.load_s if load.loads else 0.0
     evict_s = sum(costs.get(model, 0.0) for model in load.evicts)
