@@ -26,7 +26,7 @@ from functools import lru_cache
 from typing import NamedTuple
 
 from ..settings import TaskClass
-from .memory_signals import WRITE_TOOLS
+from .bank_calls import WRITE_TOOLS
 from .signals import RequestSignals, word_scores
 
 __all__ = ["Classification", "classify"]

@@ -25,21 +25,30 @@ So a new user message that does not name the memory bank starts again from none.
 ``tool_calls`` answered by ``role: "tool"`` messages, and XML tool tags answered by ``[tool for
 'path'] Result:`` user messages. A read counts once its result is in and did not fail; a write
 counts once asked for unless its result says it failed. Paths are relative to the workspace; a
-bank outside it is reported from its ``memory-bank/`` folder on.
+bank outside it is reported from its ``memory-bank/`` folder on. Reading the calls and their
+results is :mod:`.bank_calls`'s job.
 """
 
 from __future__ import annotations
 
-import json
-import posixpath
 import re
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Literal, NamedTuple
+from typing import Literal
 
 from ..wire.openai import ChatCompletionRequest, ChatMessage
+from .bank_calls import (
+    BANK,
+    NEUTRAL_TOOLS,
+    XML_WORK,
+    BankCall,
+    native_call,
+    native_ok,
+    xml_calls,
+    xml_ok,
+)
 
 __all__ = [
     "MemorySignals",
@@ -56,7 +65,6 @@ Mode = Literal["plan", "act"]
 _STRENGTH: dict[Phase, int] = {"none": 0, "read": 1, "update": 2, "initialize": 3}
 _WINDOW = 2  # assistant turns whose memory-bank tool activity sets the phase
 _HUMAN_SCAN = 4000  # characters of the user's words searched for phrases (head and tail)
-_BANK = "memory-bank"
 
 # The user's phrases are found from their anchor, each "memory bank" mention, then the verb just
 # before it (a few filler words allowed): one literal-led search over the user's words.
@@ -99,47 +107,6 @@ _CURRENT_MODE = re.compile(r"# Current Mode\s*\n\s*(ACT|PLAN) MODE")
 _ENV_CWD = re.compile(r"# Current Working Directory \((.+?)\) Files")
 _PLAN_SECTION = "# Plan Mode\n\nYou are in Plan mode"  # cline 3.x, Plan mode only
 _PLAN_ACT_SECTION = "# Plan / Act Modes"  # cline 3.x, always
-_XML_FAILED = (
-    "The user denied this operation",
-    "The tool execution failed",
-    "is blocked by the .clineignore",
-    "Missing value for required parameter",
-    "Error reading file",
-    "[[NOTE] This file read has been removed",
-)
-
-
-def _names(names: str) -> frozenset[str]:
-    return frozenset(names.split())
-
-
-READ_TOOLS = _names("read_files read_file read_many_files view_file open_file")
-WRITE_TOOLS = _names(
-    "editor write_to_file replace_in_file apply_diff apply_patch insert_content"
-    " search_and_replace edit_file create_file write_file"
-)
-COMMAND_TOOLS = _names("run_commands execute_command run_command bash shell")
-# Conversation tools: no file work, so they neither touch the bank nor move the agent on.
-NEUTRAL_TOOLS = _names(
-    "ask_question ask_followup_question attempt_completion submit_and_exit plan_mode_respond"
-    " act_mode_respond switch_to_act_mode switch_mode new_task condense summarize_task"
-    " report_bug focus_chain update_todo_list"
-)
-_KNOWN_TOOLS = READ_TOOLS | WRITE_TOOLS | COMMAND_TOOLS | NEUTRAL_TOOLS
-_XML_TOOLS = _KNOWN_TOOLS | _names(
-    "list_files search_files list_code_definition_names codebase_search browser_action"
-    " use_mcp_tool access_mcp_resource load_mcp_documentation web_fetch web_search new_rule"
-    " fetch_instructions"
-)
-_XML_WORK = re.compile(r"<(" + "|".join(sorted(_XML_TOOLS - NEUTRAL_TOOLS)) + r")>")
-_XML_BLOCK = re.compile(r"<(" + "|".join(sorted(_XML_TOOLS)) + r")>(.*?)</\1>", re.DOTALL)
-_XML_PATH = re.compile(r"<path>\s*(.*?)\s*</path>", re.DOTALL)
-_XML_COMMAND = re.compile(r"<command>(.*?)</command>", re.DOTALL)
-_PATCH_FILE = re.compile(r"^\*\*\* (?:Add|Update|Delete) File: (.+?)\s*$", re.MULTILINE)
-_PATH_KEYS = ("path", "file_path", "filePath", "absolute_path", "absolutePath", "target_file")
-_SHELL_TOKEN = re.compile(r"[^\s\"'`<>|;&()=,]*memory-bank(?:[/\\][^\s\"'`<>|;&()=,]*)?")
-_SHELL_WRITE = re.compile(r"(?:>>?|\btee\s+(?:-a\s+)?)\s*[\"']?([^\s\"'`;&|<>]+)")
-_SHELL_READER = re.compile(r"\s*(?:cat|head|tail|less|more|bat|nl|type|Get-Content)\b")
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,19 +120,6 @@ class MemorySignals:
     pending_read: tuple[str, ...]  # bank files the last assistant turn reads, result not in
     mode: Mode | None  # Cline's Plan/Act mode when the prompt shows it
     workspace: str | None  # the working directory the system prompt names
-
-
-class _Call(NamedTuple):
-    """One tool call as far as the memory bank is concerned."""
-
-    message: int  # index of the assistant message
-    tool: str
-    call_id: str | None  # native calls only
-    target: str  # the path or command Cline echoes in an XML result header
-    reads: tuple[str, ...]
-    writes: tuple[str, ...]
-    bank: bool  # touches the memory bank at all (a file, the folder, a search in it)
-    neutral: bool  # a conversation tool
 
 
 def _system_text(request: ChatCompletionRequest) -> str:
@@ -320,169 +274,6 @@ def _phrase(words: str) -> tuple[Phase, str]:
     return best, said
 
 
-def _bank_path(raw: str, workspace: str | None) -> str | None:
-    """``raw`` relative to the workspace when it lies in a memory-bank folder, else None."""
-    path = raw.strip().strip("\"'`").replace("\\", "/")
-    if _BANK not in path:
-        return None
-    path = path.removeprefix("file://")
-    if workspace:
-        root = workspace.replace("\\", "/").rstrip("/") + "/"
-        path = path.removeprefix(root)
-    if "./" in path or "//" in path or path.endswith("/."):
-        path = posixpath.normpath(path)
-    parts = path.split("/")
-    if _BANK not in parts:  # e.g. src/memory-bank-utils/x.md
-        return None
-    if path.startswith(("/", "~", "..")) or path[1:2] == ":":
-        # Not under the workspace (or none is known): report from the memory-bank folder on.
-        parts = parts[len(parts) - 1 - parts[::-1].index(_BANK) :]
-    return "/".join(parts)
-
-
-def _is_file(path: str) -> bool:
-    return path.endswith(".md") and not any(char in path for char in "*?[")
-
-
-def _shell(command: str, workspace: str | None) -> tuple[list[str], list[str]]:
-    """Memory-bank files a shell command writes (redirect, tee) and reads (cat and kin)."""
-    writes = [
-        path
-        for match in _SHELL_WRITE.finditer(command)
-        if (path := _bank_path(match.group(1), workspace)) and _is_file(path)
-    ]
-    reads: list[str] = []
-    if _SHELL_READER.match(command):
-        for token in _SHELL_TOKEN.findall(command):
-            path = _bank_path(token, workspace)
-            if path and _is_file(path) and path not in writes:
-                reads.append(path)
-    return reads, writes
-
-
-def _call(
-    message: int,
-    tool: str,
-    call_id: str | None,
-    paths: list[str],
-    commands: list[str],
-    workspace: str | None,
-    mentions_bank: bool,
-) -> _Call:
-    reads: list[str] = []
-    writes: list[str] = []
-    bank = False
-    neutral = tool in NEUTRAL_TOOLS
-    if not neutral:
-        for command in commands:
-            if _BANK in command:
-                bank = True
-                read, written = _shell(command, workspace)
-                reads += read
-                writes += written
-        for raw in paths:
-            path = _bank_path(raw, workspace)
-            if path is not None:
-                bank = True
-                if _is_file(path) and tool in WRITE_TOOLS:
-                    writes.append(path)
-                elif _is_file(path) and tool in READ_TOOLS:
-                    reads.append(path)
-        # Some other tool (a search, a listing, a sub-agent) aimed at the memory bank.
-        bank = bank or (mentions_bank and tool not in _KNOWN_TOOLS)
-    target = paths[0] if paths else commands[0] if commands else ""
-    return _Call(message, tool, call_id, target, tuple(reads), tuple(writes), bank, neutral)
-
-
-def _native_call(
-    message: int, tool: str, call_id: str | None, arguments: str, workspace: str | None
-) -> _Call:
-    try:
-        args = json.loads(arguments)
-    except ValueError:
-        args = None
-    if not isinstance(args, dict):
-        args = {}
-    paths: list[str] = []
-    commands: list[str] = []
-    if tool in COMMAND_TOOLS:
-        listed = args.get("commands")
-        commands = [c for c in listed if isinstance(c, str)] if isinstance(listed, list) else []
-        commands += [c] if isinstance(c := args.get("command"), str) else []
-    elif tool == "apply_patch":
-        patch = next((v for v in args.values() if isinstance(v, str) and "***" in v), "")
-        paths = _PATCH_FILE.findall(patch)
-    else:
-        # A writer's target only: its new text may well name other bank files.
-        paths = [v for k in _PATH_KEYS if isinstance(v := args.get(k), str)]
-        items = [] if tool in WRITE_TOOLS else args.get("files", args.get("paths"))
-        for item in items if isinstance(items, list) else ():
-            if isinstance(item, str):
-                paths.append(item)
-            elif isinstance(item, dict):
-                paths += [v for k in _PATH_KEYS if isinstance(v := item.get(k), str)]
-    return _call(message, tool, call_id, paths, commands, workspace, True)
-
-
-def _xml_calls(message: int, text: str, workspace: str | None) -> list[_Call]:
-    calls: list[_Call] = []
-    for match in _XML_BLOCK.finditer(text):
-        tool, body = match.group(1), match.group(2)
-        paths = _XML_PATH.findall(body)
-        if tool in WRITE_TOOLS:
-            paths = paths[:1]  # the target; the content may quote other paths
-        commands = _XML_COMMAND.findall(body) if tool in COMMAND_TOOLS else []
-        calls.append(_call(message, tool, None, paths, commands, workspace, _BANK in body))
-    return calls
-
-
-def _native_ok(call: _Call, result: str, workspace: str | None) -> set[str]:
-    """The bank files a native result confirms (cline 3.x answers ``{query, success}`` items)."""
-    stripped = result.lstrip()
-    if stripped.startswith('{"error"'):
-        return set()
-    try:
-        value = json.loads(stripped) if stripped[:1] in ("[", "{") else None
-    except ValueError:
-        value = None
-    items = value if isinstance(value, list) else [value] if isinstance(value, dict) else []
-    if not items or not all(isinstance(item, dict) and "success" in item for item in items):
-        return set(call.reads + call.writes)
-    confirmed: set[str] = set()
-    for item in items:
-        query = str(item.get("query", ""))
-        if call.tool in COMMAND_TOOLS:  # one item a command, the command as its query
-            if item.get("success") is True:
-                read, written = _shell(query, workspace)
-                confirmed.update(read + written)
-            continue
-        query = query.removeprefix("edit:").removeprefix("insert:")  # the editor's queries
-        if item.get("success") is True and (path := _bank_path(query, workspace)):
-            confirmed.add(path)
-    return confirmed
-
-
-def _xml_ok(call: _Call, result: str, workspace: str | None) -> bool:
-    """Whether the next user message shows the XML tool ran without failing."""
-    header = f"[{call.tool} for '"
-    chosen, start = -1, 0
-    while (at := result.find(header, start)) >= 0:
-        close = result.find("'] Result:", at)
-        if close < 0:
-            break
-        named = result[at + len(header) : close]
-        if named == call.target or _bank_path(named, workspace) == _bank_path(
-            call.target, workspace
-        ):
-            chosen = close
-            break
-        start = close
-    if chosen < 0:
-        return False  # not run: Cline runs one tool a message, or the task was interrupted
-    section = result[chosen : chosen + 400]
-    return not any(marker in section for marker in _XML_FAILED)
-
-
 def _listing(files: list[str]) -> str:
     return ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
 
@@ -510,7 +301,7 @@ def read_memory_signals(request: ChatCompletionRequest) -> MemorySignals:
             break
 
     # Calls that touch the bank (both styles), turns that do other tool work, native results.
-    calls: list[_Call] = []
+    calls: list[BankCall] = []
     work: set[int] = set()
     results: dict[str, int] = {}
     assistants: list[int] = []
@@ -520,16 +311,16 @@ def read_memory_signals(request: ChatCompletionRequest) -> MemorySignals:
         if message.role != "assistant":
             continue
         assistants.append(index)
-        found: list[_Call] = []
+        found: list[BankCall] = []
         for tool_call in message.tool_calls or ():
             function = tool_call.function
-            if _BANK in function.arguments:
+            if BANK in function.arguments:
                 arguments = function.arguments
-                found.append(_native_call(index, function.name, tool_call.id, arguments, workspace))
+                found.append(native_call(index, function.name, tool_call.id, arguments, workspace))
             elif function.name not in NEUTRAL_TOOLS:
                 work.add(index)
-        if _BANK in text_of(index):
-            found += _xml_calls(index, text_of(index), workspace)
+        if BANK in text_of(index):
+            found += xml_calls(index, text_of(index), workspace)
         for call in found:
             if call.bank:
                 calls.append(call)
@@ -545,10 +336,10 @@ def read_memory_signals(request: ChatCompletionRequest) -> MemorySignals:
         confirmed: set[str] | None = None  # None: no result (yet)
         if call.call_id is not None:
             if (result := results.get(call.call_id)) is not None:
-                confirmed = _native_ok(call, text_of(result), workspace)
+                confirmed = native_ok(call, text_of(result), workspace)
         elif call.message + 1 < len(messages):
             after = call.message + 1
-            ran = messages[after].role == "user" and _xml_ok(call, text_of(after), workspace)
+            ran = messages[after].role == "user" and xml_ok(call, text_of(after), workspace)
             confirmed = set(call.reads + call.writes) if ran else set()
         if confirmed is None:
             if call.message == assistants[-1]:
@@ -569,7 +360,7 @@ def read_memory_signals(request: ChatCompletionRequest) -> MemorySignals:
                 continue
             if index in touched:
                 read_seen, moved_on = True, False
-            elif index in work or _XML_WORK.search(text_of(index)):
+            elif index in work or XML_WORK.search(text_of(index)):
                 other_work += 1
                 moved_on = moved_on or read_seen
         # A condensed conversation may no longer show the bank reads: two turns of other work
@@ -587,7 +378,7 @@ def read_memory_signals(request: ChatCompletionRequest) -> MemorySignals:
     window = set([index for index in assistants if index > human][-_WINDOW:])
     # Reads count only until the agent turns to other work: a turn that reads the bank, then
     # one that reads a source file, has moved on.
-    last_work = max((i for i in window if i in work or _XML_WORK.search(text_of(i))), default=-1)
+    last_work = max((i for i in window if i in work or XML_WORK.search(text_of(i))), default=-1)
     recent = [
         call
         for call in calls

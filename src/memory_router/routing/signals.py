@@ -12,10 +12,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from ..wire.openai import ChatCompletionRequest, ChatMessage
+from .bank_calls import COMMAND_TOOLS, READ_TOOLS, WRITE_TOOLS
 from .memory_signals import (
-    COMMAND_TOOLS,
-    READ_TOOLS,
-    WRITE_TOOLS,
     MemorySignals,
     human_words,
     read_memory_signals,
