@@ -1,7 +1,7 @@
 """The one place aiohttp is imported: a small JSON/stream client and its error seam.
 
 Every aiohttp exception is translated into the router's error tree here
-(``map_client_errors``), so backends never see a foreign exception. A streamed response is
+(``ClientErrors``), so backends never see a foreign exception. A streamed response is
 closed in ``finally``: when the router's client goes away, the generator is closed and the
 upstream connection is dropped at once, which makes Ollama abort the generation.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, Callable
-from contextlib import AbstractAsyncContextManager, AbstractContextManager, nullcontext
+from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -20,15 +20,17 @@ from ..errors import BackendError, BackendTimeout, BackendUnavailable, RouterErr
 if TYPE_CHECKING:
     import aiohttp
 
-__all__ = ["ErrorMapper", "HttpClient", "map_client_errors"]
+__all__ = ["ClientErrors", "ErrorMapper", "HttpClient"]
 
 # (status, decoded body, model the request was for) -> the error to raise
 ErrorMapper = Callable[[int, Any, str | None], RouterError]
 
 
-class _ClientErrors:
-    """The context manager ``map_client_errors`` returns (a class: this wraps every upstream
-    call, and a generator-based one costs several times more to enter and leave)."""
+class ClientErrors:
+    """Translate aiohttp and timeout exceptions into router errors, around each upstream call.
+
+    A class, not a generator-based context manager: it wraps every upstream call, and a
+    generator-based one costs several times more to enter and leave."""
 
     __slots__ = ("base_url", "hint", "label")
 
@@ -52,11 +54,6 @@ class _ClientErrors:
             ) from exc
         if isinstance(exc, aiohttp.ClientError):
             raise BackendError(f"{label} at {base_url} broke the connection: {exc}") from exc
-
-
-def map_client_errors(label: str, base_url: str, hint: str) -> AbstractContextManager[None]:
-    """Translate aiohttp and timeout exceptions into router errors."""
-    return _ClientErrors(label, base_url, hint)
 
 
 def _deadline(timeout: float | None) -> AbstractAsyncContextManager[Any]:
@@ -108,8 +105,8 @@ class HttpClient:
             )
         return self._session
 
-    def _errors(self) -> _ClientErrors:
-        return _ClientErrors(self.label, self.base_url, self.hint)
+    def _errors(self) -> ClientErrors:
+        return ClientErrors(self.label, self.base_url, self.hint)
 
     async def _raise_for_status(self, response: aiohttp.ClientResponse, model: str | None) -> None:
         if response.status >= 400:
