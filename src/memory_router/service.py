@@ -16,6 +16,7 @@ from typing import Any
 
 import structlog
 
+from .after import AfterResponse
 from .backends.base import Backend, BackendStatus, ChatCall, CompletionCall, Sampling
 from .decision_log import DecisionLog
 from .errors import BackendUnavailable, ContextLengthExceeded, ModelNotFound, RouterError
@@ -81,6 +82,8 @@ class RouterService:
         )
         self.monitor: ResidencyMonitor | None = None
         self.decision_log: DecisionLog | None = None
+        self.after = AfterResponse()
+        """Records and log lines of answered requests, written in batches."""
 
     # -- start-up -------------------------------------------------------------------------
 
@@ -163,6 +166,7 @@ class RouterService:
         return dict.fromkeys(hosts, budget)
 
     async def aclose(self) -> None:
+        self.after.drain()
         if self.monitor is not None:
             await self.monitor.aclose()
         if self.decision_log is not None:
@@ -300,14 +304,9 @@ class RouterService:
         finally:
             if admission is not None:
                 admission.release()
+            # Once the answer is on its way: the record is not what the client waits for.
             seconds = time.perf_counter() - started
-            try:
-                # Once the answer is on its way: the record is not what the client waits for.
-                asyncio.get_running_loop().call_soon(
-                    self._record, decision, finish, outcome, seconds
-                )
-            except RuntimeError:  # closed outside a running loop (at shut-down)
-                self._record(decision, finish, outcome, seconds)
+            self.after.add(self._record, decision, finish, outcome, seconds)
 
     def _record(
         self, decision: Decision, finish: Finish | None, outcome: str, seconds: float

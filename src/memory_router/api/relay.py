@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import time
 from collections.abc import AsyncGenerator
@@ -15,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .. import sse
+from ..after import AfterResponse
 from ..errors import RouterError
 from ..events import Event, Finish
 from ..routing.decision import Decision
@@ -53,10 +53,16 @@ def new_id(prefix: str) -> str:
     return f"{prefix}-{secrets.token_hex(12)}"
 
 
-def _log_done(decision: Decision, started: float, finish: Finish | None, outcome: str) -> None:
+def _log_done(
+    after: AfterResponse,
+    decision: Decision,
+    started: float,
+    finish: Finish | None,
+    outcome: str,
+) -> None:
     """Log the request's line once the answer is on its way (timed up to now)."""
     ms = round((time.perf_counter() - started) * 1000, 1)
-    asyncio.get_running_loop().call_soon(_log_line, decision, ms, finish, outcome)
+    after.add(_log_line, decision, ms, finish, outcome)
 
 
 def _log_line(decision: Decision, ms: float, finish: Finish | None, outcome: str) -> None:
@@ -81,6 +87,7 @@ async def relay(
     decision: Decision,
     *,
     stream: bool,
+    after: AfterResponse,
     encoder: StreamEncoder,
     collector: Collector,
     response_id: str,
@@ -98,9 +105,9 @@ async def relay(
         try:
             await run_until_disconnect(request, _collect(events, collector))
         except ClientGone:
-            _log_done(decision, started, None, "client_gone")
+            _log_done(after, decision, started, None, "client_gone")
             return Response(status_code=499)
-        _log_done(decision, started, collector.finish, "ok")
+        _log_done(after, decision, started, collector.finish, "ok")
         return JSONBytes(collector.response(response_id, decision.model), headers=headers)
 
     primed = await prime(events, grace_s)
@@ -109,7 +116,7 @@ async def relay(
     def on_close(disconnected: bool) -> None:
         if disconnected:
             state["outcome"] = "client_gone"
-        _log_done(decision, started, state["finish"], state["outcome"])
+        _log_done(after, decision, started, state["finish"], state["outcome"])
 
     body = _sse(primed, encoder, state, keepalive_s)
     return SSEResponse(body, headers=headers, on_close=on_close)
