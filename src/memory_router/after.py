@@ -10,6 +10,7 @@ is on a request's path (see docs/benchmarks.md).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Callable
 from typing import Any
 
@@ -18,14 +19,18 @@ import structlog
 __all__ = ["AfterResponse"]
 
 log = structlog.get_logger("memory_router.after")
+_Call = tuple[contextvars.Context, Callable[..., None], tuple[Any, ...]]
 
 
 class AfterResponse:
-    """A queue of calls the event loop runs together, ``delay_s`` after the first is added."""
+    """A queue of calls the event loop runs together, ``delay_s`` after the first is added.
+
+    Each call runs in the context it was added in (as ``loop.call_soon`` would run it), so a
+    log line keeps its own request's id."""
 
     def __init__(self, delay_s: float = 0.05) -> None:
         self.delay_s = delay_s
-        self._pending: list[tuple[Callable[..., None], tuple[Any, ...]]] = []
+        self._pending: list[_Call] = []
         self._handle: asyncio.TimerHandle | None = None
 
     def __len__(self) -> int:
@@ -38,7 +43,7 @@ class AfterResponse:
         except RuntimeError:  # at shut-down, outside the loop: nothing to batch with
             self._run(call, args)
             return
-        self._pending.append((call, args))
+        self._pending.append((contextvars.copy_context(), call, args))
         if self._handle is None:
             self._handle = loop.call_later(self.delay_s, self.drain)
 
@@ -48,8 +53,8 @@ class AfterResponse:
             self._handle.cancel()
             self._handle = None
         pending, self._pending = self._pending, []
-        for call, args in pending:
-            self._run(call, args)
+        for context, call, args in pending:
+            context.run(self._run, call, args)
 
     @staticmethod
     def _run(call: Callable[..., None], args: tuple[Any, ...]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,26 @@ def test_one_timer_per_batch_and_a_new_batch_after_it() -> None:
 
     # Both of the first batch ran in one drain (nothing was left queued while they ran).
     assert asyncio.run(main()) == [("first", 0), ("second", 0), ("third", 0)]
+
+
+def test_each_call_runs_in_the_context_it_was_added_in() -> None:
+    # The request log line must carry its own request's id, not the batch's first.
+    request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id")
+
+    async def main() -> list[str]:
+        seen: list[str] = []
+        after = AfterResponse(delay_s=0.02)
+
+        async def request(name: str) -> None:
+            request_id.set(name)
+            after.add(lambda: seen.append(request_id.get()))
+
+        for name in ("a", "b", "c"):
+            await asyncio.create_task(request(name))  # a task per request, as the server runs
+        await asyncio.sleep(0.08)
+        return seen
+
+    assert asyncio.run(main()) == ["a", "b", "c"]
 
 
 def test_drain_runs_everything_now_and_only_once() -> None:
