@@ -112,7 +112,12 @@ def test_configured_escalation_takes_what_fits_nowhere_locally(
         )
     assert reply.status_code == 200
     assert reply.headers["x-router-model"] == LONG
-    assert "escalated to llama4:16x17b on cloud" in reply.headers["x-router-reason"]
+    reason = reply.headers["x-router-reason"]
+    assert reason.startswith("the request needs about 144")  # 140,000 words and 4,096 reserved
+    assert reason.endswith(
+        "(prompt plus reserved output) but the largest local context is 131072 "
+        "(llama4:16x17b); escalated to llama4:16x17b on cloud (configured escalation)"
+    )
     # What fits locally never escalates.
     assert short.status_code == 200
     assert "escalated" not in short.headers["x-router-reason"]

@@ -219,7 +219,7 @@ class RouterService:
             keep_alive=None,
             task=None,
             reasons=(
-                exc.message.split(":")[0],
+                exc.message.split(": ")[0],
                 f"escalated to {escalation.model} on {escalation.backend} (configured escalation)",
             ),
         )
