@@ -160,6 +160,18 @@ def test_tools_to_a_model_without_tools_is_400() -> None:
         assert emu.loads == []
 
 
+def test_images_need_a_vision_model(client: httpx.Client) -> None:
+    # Ollama hands images to the runner whatever the model; a text-only one fails there.
+    seen = [{"role": "user", "content": "What is on it?", "images": ["iVBORw0KGgo="]}]
+    whole = client.post("/api/chat", json={"model": CODER, "messages": seen, "stream": False})
+    assert whole.status_code == 500
+    assert "image input is not supported" in whole.json()["error"]
+    [line] = chat(client, CODER, messages=seen)  # streamed: 200, then one error line
+    assert "image input is not supported" in line["error"]
+    lines = chat(client, LLAMA4, messages=seen)
+    assert lines[-1]["done"] is True and "error" not in lines[-1]
+
+
 def test_num_ctx_change_reloads(emu: OllamaEmulator, client: httpx.Client) -> None:
     chat(client)
     chat(client, options={"num_ctx": 4096})

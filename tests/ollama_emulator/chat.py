@@ -47,6 +47,32 @@ def _dumps(obj: Any) -> bytes:
     return _compact(obj).encode() + b"\n"
 
 
+# Ollama hands images to its llama-server runner whatever the model; a model without a vision
+# projector fails there, after the load, with llama-server's message.
+_NO_VISION = (
+    "image input is not supported - hint: if this is unexpected, you may need to provide the mmproj"
+)
+
+
+def _has_images(body: dict[str, Any], chat: bool) -> bool:
+    if not chat:
+        return bool(body.get("images"))
+    return any(isinstance(m, dict) and m.get("images") for m in body.get("messages") or [])
+
+
+async def _runner_error(
+    request: web.Request, body: dict[str, Any], message: str
+) -> web.StreamResponse:
+    """A runner failure before the first token: 500 when not streamed, else an error line."""
+    if body.get("stream") is False:
+        return error_response(500, message)
+    resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+    await resp.prepare(request)
+    await resp.write(_dumps({"error": message}))
+    await resp.write_eof()
+    return resp
+
+
 def split_text(text: str, chunk_chars: int | None) -> list[str]:
     """Pieces to stream: words with their trailing whitespace, or fixed-size slices."""
     if not text:
@@ -127,6 +153,9 @@ class GenerationEndpoints:
         finally:
             self.ctx.active -= 1
 
+    def _capabilities(self, model: str) -> list[str]:
+        return self.ctx.config.models[model].capabilities
+
     def _next_script(self, model: str) -> Script:
         try:
             return self.ctx.scripts.popleft()
@@ -157,6 +186,8 @@ class GenerationEndpoints:
             load_ns = _ns(time.perf_counter() - started)
             if script is None:
                 return json_reply(_empty_reply(model, "load", chat))
+            if _has_images(body, chat) and "vision" not in self._capabilities(model):
+                return await _runner_error(request, body, _NO_VISION)
             plan = self._plan(body, script, chat)
             return await self._reply(request, body, runner, plan, script, chat, started, load_ns)
         finally:
