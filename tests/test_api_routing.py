@@ -147,7 +147,7 @@ def test_decision_log_holds_prompt_text_only_when_asked(
         assert logged[CODER]["task_fit"] == 0.95 and logged[CODER]["evicts"] == []
         assert set(logged[CODER]) == {
             "model", "backend", "task_fit", "num_ctx", "fits", "score", "loads", "evicts",
-            "load_s", "cost",
+            "load_s", "cost", "lacks",
         }  # fmt: skip
         if log_prompts:
             assert record["signals"]["prompt"] == "Implement retries in the client"

@@ -3,7 +3,8 @@
 ```
 RouterError                      500 server_error        (our own bugs end up here)
  ├── InvalidRequest              400 invalid_request_error
- │    └── ContextLengthExceeded  400 invalid_request_error / context_length_exceeded
+ │    ├── ContextLengthExceeded  400 invalid_request_error / context_length_exceeded
+ │    └── ModelNotCapable        400 invalid_request_error / model_not_capable
  ├── AuthenticationFailed        401 authentication_error / invalid_api_key
  ├── ModelNotFound               404 invalid_request_error / model_not_found
  ├── PayloadTooLarge             413 invalid_request_error / payload_too_large
@@ -30,6 +31,7 @@ __all__ = [
     "ConfigError",
     "ContextLengthExceeded",
     "InvalidRequest",
+    "ModelNotCapable",
     "ModelNotFound",
     "PayloadTooLarge",
     "RateLimited",
@@ -84,6 +86,12 @@ class InvalidRequest(RouterError):
 
 class ContextLengthExceeded(InvalidRequest):
     code = "context_length_exceeded"
+
+
+class ModelNotCapable(InvalidRequest):
+    """The request needs something (images, tools) that no model it may go to takes."""
+
+    code = "model_not_capable"
 
 
 class AuthenticationFailed(RouterError):

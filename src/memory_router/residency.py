@@ -32,7 +32,7 @@ from .routing.policy import View
 from .routing.residency import Budget, Profile, Resident, Snapshot, kv_bytes_from_show, plan
 from .settings import ModelSpec, RoutingSettings
 
-__all__ = ["Admission", "ResidencyMonitor"]
+__all__ = ["Admission", "ResidencyMonitor", "declared_capabilities"]
 
 log = structlog.get_logger("memory_router.residency")
 
@@ -86,6 +86,13 @@ class Admission:
             self._monitor._release(self.model, self._changes)
 
 
+def declared_capabilities(catalog: list[ModelSpec]) -> dict[str, frozenset[str]]:
+    """The capabilities ``models.yaml`` states, per model that states them."""
+    return {
+        spec.name: frozenset(spec.capabilities) for spec in catalog if spec.capabilities is not None
+    }
+
+
 class ResidencyMonitor:
     """Per-host residency, per-model profiles and in-flight counts."""
 
@@ -105,6 +112,8 @@ class ResidencyMonitor:
                 budget = budgets[name]
                 self.hosts[name] = _Host(backend, budget, strict_gpu_fit=budget.vram_bytes > 0)
         self.profiles: dict[str, Profile] = {}
+        self.capabilities: dict[str, frozenset[str]] = declared_capabilities(catalog)
+        """What each model takes: as configured, else as ``/api/show`` says."""
         self.in_flight: dict[str, int] = {}
         """Requests admitted per model: running, or waiting for room to be made."""
         self.request_s: dict[str, float] = {}
@@ -151,6 +160,9 @@ class ResidencyMonitor:
             except RouterError as exc:
                 log.warning("residency_show_failed", model=spec.name, error=exc.message)
                 show = {}
+            capabilities = show.get("capabilities")
+            if spec.capabilities is None and isinstance(capabilities, list):
+                self.capabilities[spec.name] = frozenset(str(c) for c in capabilities)
             kv = kv_bytes_from_show(show.get("model_info") or {}) or 0
             self.profiles[spec.name] = Profile(
                 model=spec.name,
@@ -284,7 +296,13 @@ class ResidencyMonitor:
             for model, count in self.running.items()
             if count and model in self.request_s
         }
-        return View(snapshots=snapshots, profiles=dict(self.profiles), idle_s=idle, busy_s=busy)
+        return View(
+            snapshots=snapshots,
+            profiles=dict(self.profiles),
+            idle_s=idle,
+            busy_s=busy,
+            capabilities=self.capabilities,
+        )
 
     # -- admission and eviction -----------------------------------------------------------
 

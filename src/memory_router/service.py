@@ -19,7 +19,13 @@ import structlog
 from .after import AfterResponse
 from .backends.base import Backend, BackendStatus, ChatCall, CompletionCall, Sampling
 from .decision_log import DecisionLog
-from .errors import BackendUnavailable, ContextLengthExceeded, ModelNotFound, RouterError
+from .errors import (
+    BackendUnavailable,
+    ContextLengthExceeded,
+    ModelNotCapable,
+    ModelNotFound,
+    RouterError,
+)
 from .events import Event, Finish
 from .residency import ResidencyMonitor
 from .routing.decision import Decision
@@ -201,14 +207,35 @@ class RouterService:
         if request.model == self.virtual_model:
             try:
                 return self.engine.decide(request, self.view(), remember=remember)
-            except ContextLengthExceeded as exc:
+            except (ContextLengthExceeded, ModelNotCapable) as exc:
                 return self._escalate(exc)
         spec = self.spec(request.model)
         if spec is None:
             raise self._unknown(request.model)
+        if needs := request.needs():
+            self._check_capable(spec, needs)
         return passthrough(spec)
 
-    def _escalate(self, exc: ContextLengthExceeded) -> Decision:
+    def _check_capable(self, spec: ModelSpec, needs: frozenset[str]) -> None:
+        """Refuse, with what to do, a request that ``spec`` is known not to take."""
+        known = self.monitor.capabilities if self.monitor is not None else {}
+        lacks = needs - known.get(spec.name, needs)
+        if not lacks:
+            return
+        what = " or ".join("images" if need == "vision" else need for need in sorted(lacks))
+        able = [s.name for s in self.catalog if not needs - known.get(s.name, needs)]
+        todo = (
+            f"use {', '.join(able)} or {self.virtual_model}, which picks one that does"
+            if able
+            else "no configured model does: add one to config/models.yaml, or remove them"
+        )
+        raise ModelNotCapable(
+            f"model {spec.name!r} does not take {what} (it lacks {', '.join(sorted(lacks))}): "
+            f"{todo}",
+            param="messages" if "vision" in lacks else "tools",
+        )
+
+    def _escalate(self, exc: ContextLengthExceeded | ModelNotCapable) -> Decision:
         escalation = self.settings.config.routing.escalation
         if escalation.backend is None or escalation.model is None:
             raise exc

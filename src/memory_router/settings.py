@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from .errors import ConfigError
 
 __all__ = [
+    "Capability",
     "EmbeddedSettings",
     "LoggingSettings",
     "MemorySettings",
@@ -37,6 +38,7 @@ TaskClass = Literal["memory", "implement", "analyze", "chat", "meta"]
 TASK_CLASSES: tuple[TaskClass, ...] = ("memory", "implement", "analyze", "chat", "meta")
 _DURATION = re.compile(r"^-?(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$")
 KeepAlive = str | int | float
+Capability = Literal["completion", "tools", "insert", "vision", "thinking", "embedding", "audio"]
 
 
 class _Strict(BaseModel):
@@ -243,6 +245,10 @@ class ModelSpec(_Strict):
     keep_alive: KeepAlive = "30m"
     task_fit: dict[TaskClass, float]
     think: bool | None = None
+    capabilities: tuple[Capability, ...] | None = None
+    """What the model takes, in Ollama's words; read from Ollama's ``/api/show`` when not set.
+    The router sends images only to a model with ``vision`` and tools only to one with
+    ``tools``."""
 
     _keep_alive = field_validator("keep_alive")(_check_keep_alive)
 

@@ -76,3 +76,23 @@ def test_ollama_models_are_404_with_a_reason_while_embedded(
     )
     assert response.status_code == 404
     assert "did not answer at start-up" in response.json()["error"]["message"]
+
+
+def test_an_image_is_a_400_because_the_demo_model_reads_none(
+    embedded_router: RouterProcess,
+) -> None:
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+    content = [{"type": "text", "text": "What is on this screenshot?"}, image]
+    said = {
+        "cline-memory-router": "(embedded/gemma-3-270m lacks vision)",
+        "embedded/gemma-3-270m": "'embedded/gemma-3-270m' does not take images",
+    }
+    for model, words in said.items():
+        response = httpx.post(
+            embedded_router.base_url + "/v1/chat/completions",
+            json={"model": model, "messages": [{"role": "user", "content": content}]},
+        )
+        assert response.status_code == 400, response.text
+        error = response.json()["error"]
+        assert error["code"] == "model_not_capable" and error["param"] == "messages"
+        assert words in error["message"]

@@ -274,6 +274,7 @@ def test_decision_as_dict_is_plain_data() -> None:
         "evicts": (),
         "load_s": 0.0,
         "cost": 0.0,
+        "lacks": (),
     }
 
 

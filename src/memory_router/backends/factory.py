@@ -32,6 +32,7 @@ def embedded_spec(n_ctx: int) -> ModelSpec:
         num_ctx=n_ctx,
         keep_alive=-1,
         task_fit={task: 0.5 for task in TASK_CLASSES},
+        capabilities=("completion", "tools"),  # no vision projector ships with it
     )
 
 

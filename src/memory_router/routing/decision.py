@@ -27,6 +27,8 @@ class Candidate:
     load_s: float = 0.0
     cost: float = 0.0
     """Switch cost in task-fit units (already subtracted from ``score``)."""
+    lacks: tuple[str, ...] = ()
+    """Capabilities the request needs that the model does not have (then ``fits`` is False)."""
 
 
 @dataclass(frozen=True, slots=True)

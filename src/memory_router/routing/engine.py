@@ -148,7 +148,9 @@ class RoutingEngine:
         """``view`` with each model's learned token-count correction."""
         ratios = {spec.name: self.tokens.ratio(spec.name) for spec in self.catalog}
         # replace() would do the same at several times the cost, on every request.
-        return View(view.snapshots, view.profiles, view.idle_s, ratios, view.busy_s)
+        return View(
+            view.snapshots, view.profiles, view.idle_s, ratios, view.busy_s, view.capabilities
+        )
 
     def decide_completion(self, prompt: str, max_tokens: int | None, view: View) -> Decision:
         """Route a raw completion (editor autocomplete): the coder's kind of work."""
@@ -184,6 +186,7 @@ class RoutingEngine:
         output = request.output_limit() or self.reserved_output
         key = session_key(request)
         session = self._session(key, self._clock())
+        needs = request.needs()
         record = {
             "class": classification.task,
             "class_via": classification.via,
@@ -199,13 +202,14 @@ class RoutingEngine:
             "prompt_tokens": prompt,
             "messages": signals.messages,
             "sticky": session.model if session else None,
+            "needs": sorted(needs),
             "decide_ms": None,  # set below, once the choice is made
             # The user's words: the decision log drops this unless log_prompts is on.
             "prompt": signals.human_text[:1000],
         }
         decision = choose(
             task, prompt, output, self.catalog, self._corrected(view), self.settings, reasons,
-            session, session_key=key, signals=record,
+            session, session_key=key, signals=record, needs=needs,
         )  # fmt: skip
         if remember:
             self.remember(key, decision)

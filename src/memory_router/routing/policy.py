@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ContextLengthExceeded
+from ..errors import ContextLengthExceeded, ModelNotCapable
 from ..settings import ModelSpec, RoutingSettings, TaskClass
 from .decision import Candidate, Decision
 from .residency import LoadPlan, Profile, Snapshot, plan, room_after
@@ -66,6 +66,8 @@ class View:
     """Per-model correction of the cl100k estimate."""
     busy_s: Mapping[str, float] = field(default_factory=dict)
     """Expected seconds until a busy model's requests in flight have finished."""
+    capabilities: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    """What each model takes (``vision``, ``tools``...), where known; unknown: anything."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +170,25 @@ def _option(
     return _Option(spec, needed, load.num_ctx, load, load_s, evict_s, cost, score)
 
 
+def _sorted(names: frozenset[str]) -> tuple[str, ...]:
+    return tuple(sorted(names))
+
+
+_NEEDED_FOR = {"vision": "images", "tools": "tools"}
+
+
+def _not_capable(needs: frozenset[str], rejected: Sequence[Candidate]) -> ModelNotCapable:
+    """The error for a request that no configured model can take."""
+    what = " and ".join(_NEEDED_FOR.get(need, need) for need in _sorted(needs))
+    lacking = "; ".join(f"{c.model} lacks {', '.join(c.lacks)}" for c in rejected)
+    return ModelNotCapable(
+        f"the request carries {what}, which no configured model takes ({lacking}): add a model "
+        f"that does to config/models.yaml (for images, a vision model such as llama4 or "
+        f"qwen2.5vl, pulled into Ollama), or remove them from the conversation",
+        param="tools" if "vision" not in needs else "messages",
+    )
+
+
 def _candidate(option: _Option, task: TaskClass) -> Candidate:
     load = option.load
     return Candidate(
@@ -196,16 +217,26 @@ def choose(
     *,
     session_key: str | None = None,
     signals: dict[str, Any] | None = None,
+    needs: frozenset[str] = frozenset(),
 ) -> Decision:
     """Pick the model, ``num_ctx`` and keep_alive for a request of class ``task``.
 
-    ``session_key`` and ``signals`` are carried into the decision as they are (the engine's
-    record of the request)."""
+    ``needs``: capabilities the request needs (``ChatCompletionRequest.needs``); a model known
+    to lack one is no candidate. ``session_key`` and ``signals`` are carried into the decision
+    as they are (the engine's record of the request)."""
     residency = settings.policy == "residency"
     options: list[_Option] = []
     rejected: list[Candidate] = []
     costs: dict[str, dict[str, float]] = {}  # per host
     for spec in catalog:
+        if needs and (lacks := needs - view.capabilities.get(spec.name, needs)):
+            fit = spec.task_fit[task]
+            rejected.append(
+                Candidate(
+                    spec.name, spec.backend, fit, spec.num_ctx, False, 0.0, lacks=_sorted(lacks)
+                )
+            )
+            continue
         needed = round(prompt_tokens * view.token_ratio.get(spec.name, 1.0)) + output_tokens
         snapshot = view.snapshots.get(spec.backend)
         if snapshot is not None and spec.backend not in costs:
@@ -217,7 +248,11 @@ def choose(
         else:
             options.append(option)
     if not options:
-        largest = max(catalog, key=lambda spec: spec.num_ctx)
+        lacking = {c.model for c in rejected if c.lacks}
+        capable = [spec for spec in catalog if spec.name not in lacking]
+        if not capable:
+            raise _not_capable(needs, rejected)
+        largest = max(capable, key=lambda spec: spec.num_ctx)
         raise ContextLengthExceeded(
             f"the request needs about {prompt_tokens + output_tokens} tokens (prompt plus "
             f"reserved output) but the largest local context is {largest.num_ctx} "
@@ -225,6 +260,8 @@ def choose(
             param="messages",
         )
     why = list(reasons)
+    if skipped := [c for c in rejected if c.lacks]:
+        why.extend(f"{c.model} skipped: it lacks {', '.join(c.lacks)}" for c in skipped)
     chosen: _Option | None = None
     if settings.policy == "fixed":
         chosen = next((o for o in options if o.spec.name == settings.fixed_model), None)

@@ -130,6 +130,25 @@ class ChatCompletionRequest(_Sampling):
     def output_limit(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
 
+    def needs(self) -> frozenset[str]:
+        """What a model must take to serve this request, in Ollama's capability words.
+
+        An image anywhere in the conversation counts: clients resend it on every later turn."""
+        tools = bool(self.tools) and self.tool_choice != "none"
+        images = any(
+            isinstance(m.content, list) and any(p.type == "image_url" for p in m.content)
+            for m in self.messages
+        )
+        return _NEEDS[tools, images]
+
+
+_NEEDS = {
+    (False, False): frozenset[str](),
+    (True, False): frozenset({"tools"}),
+    (False, True): frozenset({"vision"}),
+    (True, True): frozenset({"tools", "vision"}),
+}
+
 
 class CompletionRequest(_Sampling):
     model: str = Field(min_length=1)
