@@ -45,6 +45,15 @@ def test_malformed_json_is_400(http: httpx.Client) -> None:
         ({**HELLO, "max_tokens": 0}, "max_tokens"),
         ({"messages": HELLO["messages"]}, "model"),
         ({**HELLO, "n": 3}, "n"),
+        (
+            {
+                **HELLO,
+                "stream": True,
+                "tools": [{"type": "function", "function": {"name": "read_file"}}],
+                "tool_choice": {"type": "function", "function": {"name": "write_file"}},
+            },
+            "tool_choice",
+        ),
     ],
 )
 def test_invalid_fields_are_400_naming_the_param(

@@ -273,6 +273,32 @@ def test_tool_choice_none_drops_tools() -> None:
     assert "tools" not in body
 
 
+def test_a_named_tool_choice_offers_that_tool_alone() -> None:
+    other = {**READ_FILE_TOOL, "function": {**READ_FILE_TOOL["function"], "name": "list_files"}}
+    tools = [Tool.model_validate(other), Tool.model_validate(READ_FILE_TOOL)]
+    choice = {"type": "function", "function": {"name": "read_file"}}
+    body = chat_body(call_of({"role": "user", "content": "hi"}, tools=tools, tool_choice=choice))
+    assert body["tools"] == [READ_FILE_TOOL]
+
+
+@pytest.mark.parametrize(
+    ("choice", "words"),
+    [
+        (
+            {"type": "function", "function": {"name": "write_file"}},
+            "not among the tools (read_file)",
+        ),
+        ({"type": "function"}, 'tool_choice must be "none"'),
+        ({"type": "allowed_tools"}, 'tool_choice must be "none"'),
+    ],
+)
+def test_a_bad_named_tool_choice_is_a_400(choice: dict[str, Any], words: str) -> None:
+    tools = [Tool.model_validate(READ_FILE_TOOL)]
+    with pytest.raises(InvalidRequest) as caught:
+        chat_body(call_of({"role": "user", "content": "hi"}, tools=tools, tool_choice=choice))
+    assert caught.value.param == "tool_choice" and words in caught.value.message
+
+
 @pytest.mark.parametrize("think", [True, False, "high"])
 def test_think_is_passed_through(think: bool | str) -> None:
     body = chat_body(call_of({"role": "user", "content": "hi"}, think=think))

@@ -124,6 +124,31 @@ def _message(msg: ChatMessage, index: int, tool_names: dict[str, str]) -> dict[s
     return out
 
 
+def _offered(call: ChatCall) -> list[Any]:
+    """The tools Ollama gets. It has no ``tool_choice``: "none" offers none, and a named
+    function is offered alone, which is as close as Ollama comes to forcing it."""
+    choice = call.tool_choice
+    if not call.tools or choice == "none":
+        return []
+    if not isinstance(choice, dict):
+        return list(call.tools)
+    name = (choice.get("function") or {}).get("name") if choice.get("type") == "function" else None
+    if not isinstance(name, str):
+        raise InvalidRequest(
+            'tool_choice must be "none", "auto", "required" or '
+            '{"type": "function", "function": {"name": ...}}',
+            param="tool_choice",
+        )
+    named = [tool for tool in call.tools if tool.function.name == name]
+    if not named:
+        offered = ", ".join(tool.function.name for tool in call.tools)
+        raise InvalidRequest(
+            f"tool_choice names the function {name!r}, which is not among the tools ({offered})",
+            param="tool_choice",
+        )
+    return named
+
+
 def chat_body(call: ChatCall) -> dict[str, Any]:
     """The ``/api/chat`` request body for a call."""
     tool_names: dict[str, str] = {}
@@ -132,9 +157,9 @@ def chat_body(call: ChatCall) -> dict[str, Any]:
         "messages": [_message(m, i, tool_names) for i, m in enumerate(call.messages)],
         "stream": call.stream,
     }
-    # tool_choice "none" means: answer in text. Ollama has no tool_choice, so drop the tools.
-    if call.tools and call.tool_choice != "none":
-        body["tools"] = [tool.model_dump(exclude_none=True) for tool in call.tools]
+    tools = _offered(call)
+    if tools:
+        body["tools"] = [tool.model_dump(exclude_none=True) for tool in tools]
     if call.think is not None:
         body["think"] = call.think
     fmt = _format(call.response_format)
