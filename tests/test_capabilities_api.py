@@ -133,3 +133,45 @@ def test_a_configured_escalation_takes_images_no_local_model_reads(
     )
     [sent] = chats(emulator)
     assert sent["model"] == LONG and sent["messages"][1]["images"] == [PIXEL]
+
+
+def generated(emulator: OllamaEmulator) -> list[dict[str, Any]]:
+    return [r.json for r in emulator.requests if r.path == "/api/generate" and r.json.get("prompt")]
+
+
+def test_fill_in_the_middle_goes_to_the_model_with_insert(
+    emulator: OllamaEmulator, make_router: RouterFactory
+) -> None:
+    # An editor's autocomplete (Continue) sends the text after the cursor as `suffix`.
+    router = make_router(emulator.base_url)
+    client = openai.OpenAI(base_url=router.base_url + "/v1", api_key="any", max_retries=0)
+    with client:
+        raw = client.completions.with_raw_response.create(
+            model="cline-memory-router",
+            prompt="def add(a, b):\n    ",
+            suffix="\n\nprint(add(1, 2))\n",
+            max_tokens=16,
+        )
+        assert raw.parse().choices[0].text
+    assert raw.headers["x-router-model"] == CODER  # the only one of the three with insert
+    [sent] = generated(emulator)
+    assert sent["model"] == CODER
+    assert sent["suffix"] == "\n\nprint(add(1, 2))\n"
+    assert sent["raw"] is False, "Ollama fills the middle only through the model's template"
+
+
+def test_fill_in_the_middle_on_a_model_without_insert_is_a_400(
+    emulator: OllamaEmulator, make_router: RouterFactory
+) -> None:
+    router = make_router(emulator.base_url)
+    client = openai.OpenAI(base_url=router.base_url + "/v1", api_key="any", max_retries=0)
+    with client, pytest.raises(openai.BadRequestError) as caught:
+        client.completions.create(model=LONG, prompt="def add(a, b):\n    ", suffix="\n")
+    error = caught.value.body
+    assert isinstance(error, dict)
+    assert error["code"] == "model_not_capable" and error["param"] == "suffix"
+    assert error["message"] == (
+        f"model '{LONG}' does not take a suffix (fill in the middle) (it lacks insert): "
+        f"use {CODER} or cline-memory-router, which picks one that does"
+    )
+    assert generated(emulator) == []

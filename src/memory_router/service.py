@@ -30,7 +30,7 @@ from .events import Event, Finish
 from .residency import ResidencyMonitor
 from .routing.decision import Decision
 from .routing.engine import RoutingEngine
-from .routing.policy import View, passthrough
+from .routing.policy import View, need_param, passthrough, what_needs
 from .routing.residency import Budget
 from .settings import TASK_CLASSES, ModelSpec, Settings, TaskClass
 from .wire.openai import ChatCompletionRequest, CompletionRequest
@@ -222,7 +222,7 @@ class RouterService:
         lacks = needs - known.get(spec.name, needs)
         if not lacks:
             return
-        what = " or ".join("images" if need == "vision" else need for need in sorted(lacks))
+        what = what_needs(lacks, " or ")
         able = [s.name for s in self.catalog if not needs - known.get(s.name, needs)]
         todo = (
             f"use {', '.join(able)} or {self.virtual_model}, which picks one that does"
@@ -232,7 +232,7 @@ class RouterService:
         raise ModelNotCapable(
             f"model {spec.name!r} does not take {what} (it lacks {', '.join(sorted(lacks))}): "
             f"{todo}",
-            param="messages" if "vision" in lacks else "tools",
+            param=need_param(lacks),
         )
 
     def _escalate(self, exc: ContextLengthExceeded | ModelNotCapable) -> Decision:
@@ -254,11 +254,13 @@ class RouterService:
     def decide_completion(self, request: CompletionRequest) -> Decision:
         if request.model == self.virtual_model:
             return self.engine.decide_completion(
-                request.prompt_text(), request.max_tokens, self.view()
+                request.prompt_text(), request.max_tokens, self.view(), request.suffix
             )
         spec = self.spec(request.model)
         if spec is None:
             raise self._unknown(request.model)
+        if needs := request.needs():
+            self._check_capable(spec, needs)
         return passthrough(spec)
 
     # -- running --------------------------------------------------------------------------
@@ -302,6 +304,7 @@ class RouterService:
             sampling=_sampling(request, request.max_tokens),
             num_ctx=decision.num_ctx,
             keep_alive=decision.keep_alive,
+            suffix=request.suffix,
         )
         return self._run(self._backend(decision).complete(call), decision)
 

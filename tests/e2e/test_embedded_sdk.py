@@ -96,3 +96,16 @@ def test_an_image_is_a_400_because_the_demo_model_reads_none(
         error = response.json()["error"]
         assert error["code"] == "model_not_capable" and error["param"] == "messages"
         assert words in error["message"]
+
+
+def test_fill_in_the_middle_is_a_400_because_the_demo_model_has_no_insert(
+    embedded_router: RouterProcess,
+) -> None:
+    response = httpx.post(
+        embedded_router.base_url + "/v1/completions",
+        json={"model": "cline-memory-router", "prompt": "def add(a, b):\n", "suffix": "\n"},
+    )
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["code"] == "model_not_capable" and error["param"] == "suffix"
+    assert "(embedded/gemma-3-270m lacks insert)" in error["message"]

@@ -10,7 +10,7 @@ import pytest
 from memory_router.errors import ConfigError, ContextLengthExceeded, ModelNotCapable
 from memory_router.routing.policy import SessionChoice, View, choose
 from memory_router.settings import RoutingSettings, load_settings
-from memory_router.wire.openai import ChatCompletionRequest
+from memory_router.wire.openai import ChatCompletionRequest, CompletionRequest
 from tests.conftest import write_config
 from tests.unit.test_policy import CATALOG, CODER, FAST, LONG, resident, view
 
@@ -75,6 +75,15 @@ def test_tools_are_needed_unless_tool_choice_is_none() -> None:
 def test_text_parts_alone_need_nothing() -> None:
     parts = [{"type": "text", "text": "one"}, {"type": "text", "text": "two"}]
     assert request({"role": "user", "content": parts}).needs() == frozenset()
+
+
+def test_a_suffix_needs_insert() -> None:
+    def completion(**fields: Any) -> CompletionRequest:
+        return CompletionRequest.model_validate({"model": "m", "prompt": "def f(", **fields})
+
+    assert completion(suffix="\n    return x").needs() == frozenset({"insert"})
+    assert completion(suffix="").needs() == frozenset()
+    assert completion().needs() == frozenset()
 
 
 # -- the choice --------------------------------------------------------------------------------

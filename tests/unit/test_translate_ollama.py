@@ -413,6 +413,15 @@ def test_generate_body_minimal() -> None:
     assert body == {"model": "m", "prompt": "def f(", "raw": True, "stream": False}
 
 
+def test_a_suffix_is_filled_in_through_the_model_template() -> None:
+    # Ollama writes the fill-in-the-middle prompt from the model's template, never when raw.
+    call = CompletionCall(model="m", prompt="def add(a, b):\n    ", suffix="\n\nprint(add(1, 2))")
+    body = generate_body(call)
+    assert body["raw"] is False
+    assert body["prompt"] == "def add(a, b):\n    "
+    assert body["suffix"] == "\n\nprint(add(1, 2))"
+
+
 def test_generate_body_with_options_and_keep_alive() -> None:
     call = CompletionCall(
         model="m",

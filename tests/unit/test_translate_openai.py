@@ -415,6 +415,11 @@ def test_upstream_completion_body(stream: bool) -> None:
     assert up.completion_body(call) == expected
 
 
+def test_upstream_completion_body_keeps_the_suffix() -> None:
+    call = CompletionCall(model="m", prompt="p", stream=False, suffix="s")
+    assert up.completion_body(call)["suffix"] == "s"
+
+
 # --- openai_upstream: ChunkDecoder ---------------------------------------------------------
 
 

@@ -64,6 +64,8 @@ class CompletionCall:
     sampling: Sampling = field(default_factory=Sampling)
     num_ctx: int | None = None
     keep_alive: KeepAlive | None = None
+    suffix: str | None = None
+    """Text after the cursor: fill in the middle."""
 
 
 @dataclass(slots=True, frozen=True)

@@ -152,12 +152,19 @@ class RoutingEngine:
             view.snapshots, view.profiles, view.idle_s, ratios, view.busy_s, view.capabilities
         )
 
-    def decide_completion(self, prompt: str, max_tokens: int | None, view: View) -> Decision:
-        """Route a raw completion (editor autocomplete): the coder's kind of work."""
+    def decide_completion(
+        self, prompt: str, max_tokens: int | None, view: View, suffix: str | None = None
+    ) -> Decision:
+        """Route a raw completion (editor autocomplete): the coder's kind of work.
+
+        With a ``suffix`` (fill in the middle) only a model with ``insert`` can serve it."""
         tokens = self.tokens.text_tokens(prompt)
+        if suffix:
+            tokens += self.tokens.text_tokens(suffix)
         decision = choose(
             "implement", tokens, max_tokens or 256, self.catalog, self._corrected(view),
-            self.settings, ["raw prompt completion"],
+            self.settings, ["fill-in-the-middle completion" if suffix else "raw prompt completion"],
+            needs=frozenset({"insert"}) if suffix else frozenset(),
         )  # fmt: skip
         return replace(decision, signals={"prompt_tokens": tokens})
 

@@ -37,7 +37,9 @@ __all__ = [
     "View",
     "choose",
     "ladder_for",
+    "need_param",
     "passthrough",
+    "what_needs",
 ]
 
 EXPECTED_TURNS: dict[TaskClass, float] = {
@@ -174,18 +176,29 @@ def _sorted(names: frozenset[str]) -> tuple[str, ...]:
     return tuple(sorted(names))
 
 
-_NEEDED_FOR = {"vision": "images", "tools": "tools"}
+_NEEDED_FOR = {"vision": "images", "tools": "tools", "insert": "a suffix (fill in the middle)"}
+_PARAM = {"vision": "messages", "insert": "suffix", "tools": "tools"}
+
+
+def what_needs(needs: frozenset[str], joiner: str = " and ") -> str:
+    """What in a request asks for these capabilities, in the user's words."""
+    return joiner.join(_NEEDED_FOR.get(need, need) for need in _sorted(needs))
+
+
+def need_param(needs: frozenset[str]) -> str | None:
+    """The request field that carries what needs these capabilities."""
+    return next((param for need, param in _PARAM.items() if need in needs), None)
 
 
 def _not_capable(needs: frozenset[str], rejected: Sequence[Candidate]) -> ModelNotCapable:
     """The error for a request that no configured model can take."""
-    what = " and ".join(_NEEDED_FOR.get(need, need) for need in _sorted(needs))
+    what = what_needs(needs)
     lacking = "; ".join(f"{c.model} lacks {', '.join(c.lacks)}" for c in rejected)
     return ModelNotCapable(
         f"the request carries {what}, which no configured model takes ({lacking}): add a model "
         f"that does to config/models.yaml (for images, a vision model such as llama4 or "
         f"qwen2.5vl, pulled into Ollama), or remove them from the conversation",
-        param="tools" if "vision" not in needs else "messages",
+        param=need_param(needs),
     )
 
 

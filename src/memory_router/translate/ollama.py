@@ -200,6 +200,11 @@ def generate_body(call: CompletionCall) -> dict[str, Any]:
         "raw": True,
         "stream": call.stream,
     }
+    if call.suffix:
+        # The model's template writes the fill-in-the-middle prompt: Ollama uses it only
+        # when the request is not raw.
+        body["raw"] = False
+        body["suffix"] = call.suffix
     options = _options(call.sampling, call.num_ctx)
     if options:
         body["options"] = options

@@ -58,6 +58,8 @@ def completion_body(call: CompletionCall) -> dict[str, Any]:
         "stream": call.stream,
         **_sampling(call.sampling),
     }
+    if call.suffix:
+        body["suffix"] = call.suffix
     if call.stream:
         body["stream_options"] = {"include_usage": True}
     return body

@@ -148,6 +148,7 @@ _NEEDS = {
     (False, True): frozenset({"vision"}),
     (True, True): frozenset({"tools", "vision"}),
 }
+_INSERT = frozenset({"insert"})
 
 
 class CompletionRequest(_Sampling):
@@ -155,6 +156,11 @@ class CompletionRequest(_Sampling):
     prompt: str | list[str]
     echo: bool | None = None
     suffix: str | None = None
+    """Text after the cursor: a fill-in-the-middle completion (editor autocomplete)."""
+
+    def needs(self) -> frozenset[str]:
+        """What a model must take to serve this request: ``insert`` for a suffix."""
+        return _INSERT if self.suffix else _NEEDS[False, False]
 
     def prompt_text(self) -> str:
         if isinstance(self.prompt, str):
