@@ -209,7 +209,7 @@ class RoutingEngine:
             "prompt_tokens": prompt,
             "messages": signals.messages,
             "sticky": session.model if session else None,
-            "needs": sorted(needs),
+            "needs": sorted(needs) if needs else [],
             "decide_ms": None,  # set below, once the choice is made
             # The user's words: the decision log drops this unless log_prompts is on.
             "prompt": signals.human_text[:1000],

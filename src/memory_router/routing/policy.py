@@ -273,7 +273,7 @@ def choose(
             param="messages",
         )
     why = list(reasons)
-    if skipped := [c for c in rejected if c.lacks]:
+    if rejected and (skipped := [c for c in rejected if c.lacks]):
         why.extend(f"{c.model} skipped: it lacks {', '.join(c.lacks)}" for c in skipped)
     chosen: _Option | None = None
     if settings.policy == "fixed":

@@ -135,10 +135,12 @@ class ChatCompletionRequest(_Sampling):
 
         An image anywhere in the conversation counts: clients resend it on every later turn."""
         tools = bool(self.tools) and self.tool_choice != "none"
-        images = any(
-            isinstance(m.content, list) and any(p.type == "image_url" for p in m.content)
-            for m in self.messages
-        )
+        images = False
+        for message in self.messages:  # a loop: a generator costs more on every request
+            content = message.content
+            if type(content) is list and any(part.type == "image_url" for part in content):
+                images = True
+                break
         return _NEEDS[tools, images]
 
 
