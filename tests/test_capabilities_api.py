@@ -175,3 +175,17 @@ def test_fill_in_the_middle_on_a_model_without_insert_is_a_400(
         f"use {CODER} or cline-memory-router, which picks one that does"
     )
     assert generated(emulator) == []
+
+
+def test_the_model_list_shows_what_each_model_takes(
+    emulator: OllamaEmulator, make_router: RouterFactory
+) -> None:
+    router = make_router(emulator.base_url)
+    listed = httpx.get(router.base_url + "/v1/models").json()["data"]
+    capabilities = {m["id"]: m.get("capabilities") for m in listed}
+    assert capabilities == {
+        "cline-memory-router": None,
+        "qwen3:30b-a3b": ["completion", "thinking", "tools"],
+        CODER: ["completion", "insert", "tools"],
+        LONG: ["completion", "tools", "vision"],
+    }

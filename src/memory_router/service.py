@@ -390,19 +390,21 @@ class RouterService:
                 "description": "Routes each request to the best local model for the task.",
             }
         ]
+        known = self.monitor.capabilities if self.monitor is not None else {}
         for spec in self.catalog:
-            items.append(
-                {
-                    "id": spec.name,
-                    "object": "model",
-                    "created": 0,
-                    "owned_by": spec.backend,
-                    "context_length": spec.num_ctx,
-                    "max_context_length": spec.context_window,
-                    "role": spec.role,
-                    "task_fit": {task: spec.task_fit[task] for task in TASK_CLASSES},
-                }
-            )
+            item = {
+                "id": spec.name,
+                "object": "model",
+                "created": 0,
+                "owned_by": spec.backend,
+                "context_length": spec.num_ctx,
+                "max_context_length": spec.context_window,
+                "role": spec.role,
+                "task_fit": {task: spec.task_fit[task] for task in TASK_CLASSES},
+            }
+            if spec.name in known:  # as Ollama reports them, or as models.yaml states them
+                item["capabilities"] = sorted(known[spec.name])
+            items.append(item)
         return items
 
     async def readiness(self) -> Readiness:
