@@ -180,3 +180,33 @@ def test_a_refresh_keeps_a_load_admitted_but_not_yet_listed(emulator: OllamaEmul
         await close(monitor)
 
     asyncio.run(run())
+
+
+def test_capabilities_come_from_show_unless_models_yaml_states_them(
+    emulator: OllamaEmulator,
+) -> None:
+    stated = [
+        spec.model_copy(update={"capabilities": ("completion",)}) if spec.name == CODER else spec
+        for spec in CATALOG
+    ]
+    emulator.config.models["llama4:16x17b"].capabilities = []  # an Ollama that says nothing
+
+    async def run() -> None:
+        backend = OllamaBackend(OllamaSettings(base_url=emulator.base_url))
+        monitor = ResidencyMonitor(
+            RoutingSettings.model_validate({"warm_pinned": False}),
+            stated,
+            {"ollama": backend},
+            {"ollama": Budget(16 * GIB, 128 * GIB)},
+        )
+        await monitor.start(background=False)
+        try:
+            assert monitor.capabilities == {
+                "qwen3:30b-a3b": frozenset({"completion", "tools", "thinking"}),
+                CODER: frozenset({"completion"}),
+            }
+            assert monitor.view().capabilities is monitor.capabilities
+        finally:
+            await close(monitor)
+
+    asyncio.run(run())

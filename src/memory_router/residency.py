@@ -161,7 +161,8 @@ class ResidencyMonitor:
                 log.warning("residency_show_failed", model=spec.name, error=exc.message)
                 show = {}
             capabilities = show.get("capabilities")
-            if spec.capabilities is None and isinstance(capabilities, list):
+            # None or empty (an Ollama too old to say): nothing known, nothing held against it.
+            if spec.capabilities is None and isinstance(capabilities, list) and capabilities:
                 self.capabilities[spec.name] = frozenset(str(c) for c in capabilities)
             kv = kv_bytes_from_show(show.get("model_info") or {}) or 0
             self.profiles[spec.name] = Profile(

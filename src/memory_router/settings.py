@@ -38,7 +38,9 @@ TaskClass = Literal["memory", "implement", "analyze", "chat", "meta"]
 TASK_CLASSES: tuple[TaskClass, ...] = ("memory", "implement", "analyze", "chat", "meta")
 _DURATION = re.compile(r"^-?(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$")
 KeepAlive = str | int | float
-Capability = Literal["completion", "tools", "insert", "vision", "thinking", "embedding", "audio"]
+Capability = Literal[
+    "completion", "tools", "insert", "vision", "thinking", "embedding", "audio", "image"
+]
 
 
 class _Strict(BaseModel):
