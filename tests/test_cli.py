@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import yaml
 from typer.testing import CliRunner
 
 from memory_router.cli import app
-from tests.conftest import write_config
+from tests.conftest import REPO, write_config
 from tests.ollama_emulator import OllamaEmulator
 
 runner = CliRunner()
@@ -29,6 +30,24 @@ def test_route_explains_a_cline_request(tmp_path: Path) -> None:
         "qwen2.5-coder:32b",
         "llama4:16x17b",
     }
+
+
+def test_route_offline_keeps_the_capabilities_models_yaml_states(tmp_path: Path) -> None:
+    models = yaml.safe_load((REPO / "config" / "models.yaml").read_text("utf-8"))
+    for spec in models["models"]:
+        vision = spec["name"] == "llama4:16x17b"
+        spec["capabilities"] = ["completion", "tools", *(["vision"] if vision else [])]
+    config = write_config(tmp_path / "config", {"embedded": {"mode": "never"}}, models)
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+    content = [{"type": "text", "text": "What is wrong on this screenshot?"}, image]
+    request = tmp_path / "request.json"
+    request.write_text(json.dumps({"messages": [{"role": "user", "content": content}]}))
+    result = runner.invoke(app, ["route", str(request), "--config-dir", str(config), "--offline"])
+    assert result.exit_code == 0, result.output
+    decision = json.loads(result.output)
+    assert decision["model"] == "llama4:16x17b"
+    assert decision["signals"]["needs"] == ["vision"]
+    assert "qwen3:30b-a3b skipped: it lacks vision" in decision["reasons"]
 
 
 def test_doctor_names_what_to_pull(tmp_path: Path, emulator: OllamaEmulator) -> None:
@@ -90,6 +109,8 @@ def test_route_reads_what_ollama_has_loaded(tmp_path: Path, emulator: OllamaEmul
     offline = runner.invoke(app, ["route", str(request), "--config-dir", str(config), "--offline"])
     decision = json.loads(offline.output)
     assert decision["model"] == "qwen3:30b-a3b"  # the best fit when nothing is known
-    assert decision["reasons"][-1] == "residency not read (--offline)"
+    assert (
+        decision["reasons"][-1] == "residency and Ollama's model capabilities not read (--offline)"
+    )
     # Nothing ran a model: the only chat request is the test's own load.
     assert len([r for r in emulator.requests if r.path == "/api/chat"]) == 1

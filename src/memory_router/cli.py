@@ -100,7 +100,11 @@ def route(
     service = RouterService(settings)
     # What Ollama holds now (/api/ps, /api/tags, /api/show: no model runs); without an
     # answering Ollama the decision is made as if nothing were loaded, and says so.
-    note = asyncio.run(service.read_residency()) if live else "residency not read (--offline)"
+    note = (
+        asyncio.run(service.read_residency())
+        if live
+        else "residency and Ollama's model capabilities not read (--offline)"
+    )
     decision = service.decide_chat(request, remember=False)
     result = decision.as_dict()
     if note:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +27,7 @@ from .errors import (
     RouterError,
 )
 from .events import Event, Finish
-from .residency import ResidencyMonitor
+from .residency import ResidencyMonitor, declared_capabilities
 from .routing.decision import Decision
 from .routing.engine import RoutingEngine
 from .routing.policy import View, need_param, passthrough, what_needs
@@ -200,7 +200,15 @@ class RouterService:
         )
 
     def view(self) -> View:
-        return self.monitor.view() if self.monitor is not None else View()
+        if self.monitor is not None:
+            return self.monitor.view()
+        return View(capabilities=self.capabilities())
+
+    def capabilities(self) -> Mapping[str, frozenset[str]]:
+        """What each model takes, where known: learned from Ollama once it has been read."""
+        if self.monitor is not None:
+            return self.monitor.capabilities
+        return declared_capabilities(self.catalog)
 
     def decide_chat(self, request: ChatCompletionRequest, *, remember: bool = True) -> Decision:
         """The routing decision for a chat request; calls no model."""
@@ -218,7 +226,7 @@ class RouterService:
 
     def _check_capable(self, spec: ModelSpec, needs: frozenset[str]) -> None:
         """Refuse, with what to do, a request that ``spec`` is known not to take."""
-        known = self.monitor.capabilities if self.monitor is not None else {}
+        known = self.capabilities()
         lacks = needs - known.get(spec.name, needs)
         if not lacks:
             return
@@ -390,7 +398,7 @@ class RouterService:
                 "description": "Routes each request to the best local model for the task.",
             }
         ]
-        known = self.monitor.capabilities if self.monitor is not None else {}
+        known = self.capabilities()
         for spec in self.catalog:
             item = {
                 "id": spec.name,
