@@ -8,6 +8,7 @@ the embedded llama.cpp model and maps every role to it, saying so loudly.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from contextlib import aclosing
@@ -90,6 +91,7 @@ class RouterService:
         self.decision_log: DecisionLog | None = None
         self.after = AfterResponse()
         """Records and log lines of answered requests, written in batches."""
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # -- start-up -------------------------------------------------------------------------
 
@@ -113,6 +115,55 @@ class RouterService:
         log_settings = self.settings.config.logging
         if log_settings.decision_log.enabled:
             self.decision_log = DecisionLog(log_settings.decision_log, log_settings.log_prompts)
+        if self.embedded_fallback:
+            self._spawn(self._await_ollama())
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _await_ollama(self) -> None:
+        """While the embedded fallback serves, ask for Ollama every ``routing.poll_s``; once it
+        answers, route to the configured models as if it had answered at start-up."""
+        from .backends.ollama import OllamaBackend
+
+        config = self.settings.config.ollama
+        while True:
+            await asyncio.sleep(self.routing.poll_s)
+            backend = OllamaBackend(config)
+            if (await backend.status(timeout=config.connect_timeout_s)).answers:
+                break
+            await backend.aclose()
+        self.backends[backend.name] = backend
+        catalog = [spec for spec in self.settings.models.models if spec.backend in self.backends]
+        monitor = ResidencyMonitor(self.routing, catalog, self.backends, self._budgets())
+        await monitor.start()
+        previous, self.monitor = self.monitor, monitor
+        self.catalog = catalog
+        self.engine.catalog = list(catalog)
+        self.embedded_fallback = False
+        self.notes = [
+            f"Ollama answered at {config.base_url} after start-up: the router left the embedded "
+            f"demo model and routes to the configured models"
+        ]
+        log.warning("ollama_found", note=self.notes[0])
+        if previous is not None:
+            await self._retire_embedded(previous)
+
+    async def _retire_embedded(self, previous: ResidencyMonitor) -> None:
+        """Close the embedded model once the requests still running on it have finished."""
+        from .backends.embedded import EMBEDDED_MODEL
+
+        monitors = [m for m in (previous, self.monitor) if m is not None]
+        await asyncio.sleep(1.0)  # a request decided just before the switch gets admitted
+        # The counts have no event of their own; this runs once, for seconds at most.
+        while any(m.in_flight.get(EMBEDDED_MODEL, 0) for m in monitors):  # noqa: ASYNC110
+            await asyncio.sleep(0.5)
+        await previous.aclose()
+        embedded = self.backends.pop("embedded", None)
+        if embedded is not None:
+            await embedded.aclose()
 
     async def read_residency(self) -> str | None:
         """Read Ollama's residency once (no model runs), for ``memory-router route``.
@@ -172,6 +223,11 @@ class RouterService:
         return dict.fromkeys(hosts, budget)
 
     async def aclose(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
         self.after.drain()
         if self.monitor is not None:
             await self.monitor.aclose()
@@ -190,8 +246,8 @@ class RouterService:
         if model in configured and self.embedded_fallback:
             return ModelNotFound(
                 f"model {model!r} lives in Ollama, which did not answer at start-up; the router "
-                f"is running the embedded demo model. Start Ollama and restart the router, or "
-                f"use model {self.virtual_model!r}",
+                f"is running the embedded demo model. Start Ollama (the router switches to it "
+                f"within {self.routing.poll_s:g} s), or use model {self.virtual_model!r}",
                 param="model",
             )
         names = ", ".join([self.virtual_model, *(spec.name for spec in self.catalog)])

@@ -68,10 +68,16 @@ async def build_backends(settings: Settings) -> Built:
     kept = [spec for spec in configured if spec.backend in backends]
     catalog = [embedded_spec(config.embedded.n_ctx), *kept]
     label = "EMBEDDED MODE (configured)" if mode == "always" else "EMBEDDED FALLBACK"
+    then = (
+        "restart the router"
+        if mode == "always"
+        else f"the router switches to them once Ollama answers (it asks every "
+        f"{config.routing.poll_s:g} s)"
+    )
     notes.append(
         f"{label}: every role now maps to {EMBEDDED_MODEL} (Gemma 3 270M base model, "
         f"llama.cpp in-process, {embedded.model_path}). Answers are demo quality. Pull real "
-        f"models into Ollama (e.g. `ollama pull qwen2.5-coder:32b`), start `ollama serve`, and "
-        f"restart the router."
+        f"models into Ollama (e.g. `ollama pull qwen2.5-coder:32b`), start `ollama serve`: "
+        f"{then}."
     )
     return Built(backends, catalog, embedded_fallback=mode != "always", notes=notes)

@@ -1,0 +1,97 @@
+"""Ollama started after the router: the embedded fallback gives way to it without a restart."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import free_socket, write_config
+from tests.e2e.conftest import stop, wait_ready
+from tests.ollama_emulator import OllamaEmulator, fast_profile
+
+pytestmark = pytest.mark.e2e
+CONFIGURED = ["qwen3:30b-a3b", "qwen2.5-coder:32b", "llama4:16x17b"]
+
+
+def eventually(check: Callable[[], Any], timeout: float = 30) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(0.1)
+
+
+def test_the_router_switches_to_ollama_once_it_answers(tmp_path: Path) -> None:
+    nowhere = free_socket()  # bound, not listening: Ollama is not running yet
+    ollama_port = nowhere.getsockname()[1]
+    sock = free_socket()
+    port = sock.getsockname()[1]
+    sock.close()
+    directory = write_config(
+        tmp_path / "config",
+        {
+            "server": {"port": port},
+            "ollama": {"base_url": f"http://127.0.0.1:{ollama_port}", "connect_timeout_s": 1},
+            "embedded": {"mode": "auto", "n_ctx": 4096, "default_max_tokens": 8},
+            "routing": {
+                "poll_s": 0.5,
+                "warm_pinned": False,
+                "budget": {"vram_bytes": 16 * 1024**3, "ram_bytes": 128 * 1024**3},
+            },
+        },
+    )
+    log_path = tmp_path / "router.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "memory_router", "serve", "--config-dir", str(directory)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(base_url, process, timeout=180)
+        assert httpx.get(base_url + "/ready").json()["embedded_fallback"] is True
+        nowhere.close()
+        with OllamaEmulator(fast_profile(), port=ollama_port) as emulator:
+
+            def switched() -> bool:
+                ready: dict[str, Any] = httpx.get(base_url + "/ready").json()
+                return ready["embedded_fallback"] is False
+
+            assert eventually(switched), log_path.read_text()
+            ready = httpx.get(base_url + "/ready").json()
+            assert ready["status"] == "ready" and ready["missing_models"] == []
+            assert any("Ollama answered" in note for note in ready["notes"])
+            models = [m["id"] for m in httpx.get(base_url + "/v1/models").json()["data"]]
+            assert models == ["cline-memory-router", *CONFIGURED]
+
+            client = openai.OpenAI(base_url=base_url + "/v1", api_key="any", max_retries=0)
+            with client:
+                raw = client.chat.completions.with_raw_response.create(
+                    model="cline-memory-router",
+                    messages=[{"role": "user", "content": "Add a --verbose flag to the CLI"}],
+                )
+            assert raw.headers["x-router-model"] in CONFIGURED
+            assert raw.parse().choices[0].message.content
+            assert [r for r in emulator.requests if r.path == "/api/chat"]
+
+            def embedded_closed() -> bool:
+                backends = httpx.get(base_url + "/ready").json()["backends"]
+                return [b["name"] for b in backends] == ["ollama"]
+
+            assert eventually(embedded_closed), httpx.get(base_url + "/ready").json()
+        assert "ollama_found" in log_path.read_text()
+    finally:
+        stop(process)
+        nowhere.close()
