@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -51,22 +52,12 @@ def stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
-@pytest.fixture(scope="session")
-def embedded_router(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RouterProcess]:
-    """``memory-router serve`` with no Ollama reachable: it falls back to the embedded model."""
-    root = tmp_path_factory.mktemp("embedded-router")
-    nowhere = free_socket()  # bound but not listening: Ollama "is not running"
+def start_router(root: Path, server: dict[str, Any]) -> RouterProcess:
+    """``memory-router serve`` on a free port with ``server`` as its server_config.yaml."""
     sock = free_socket()
     port = sock.getsockname()[1]
     sock.close()
-    directory = write_config(
-        root / "config",
-        {
-            "server": {"port": port},
-            "ollama": {"base_url": f"http://127.0.0.1:{nowhere.getsockname()[1]}"},
-            "embedded": {"mode": "auto", "n_ctx": 32768, "default_max_tokens": 48},
-        },
-    )
+    directory = write_config(root / "config", {**server, "server": {"port": port}})
     log_path = root / "router.log"
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     with log_path.open("wb") as log:
@@ -76,10 +67,24 @@ def embedded_router(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Router
             stderr=subprocess.STDOUT,
             env=env,
         )
-    base_url = f"http://127.0.0.1:{port}"
+    return RouterProcess(f"http://127.0.0.1:{port}", process, log_path)
+
+
+@pytest.fixture(scope="session")
+def embedded_router(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RouterProcess]:
+    """``memory-router serve`` with no Ollama reachable: it falls back to the embedded model."""
+    root = tmp_path_factory.mktemp("embedded-router")
+    nowhere = free_socket()  # bound but not listening: Ollama "is not running"
+    router = start_router(
+        root,
+        {
+            "ollama": {"base_url": f"http://127.0.0.1:{nowhere.getsockname()[1]}"},
+            "embedded": {"mode": "auto", "n_ctx": 32768, "default_max_tokens": 48},
+        },
+    )
     try:
-        wait_ready(base_url, process, timeout=180)
-        yield RouterProcess(base_url, process, log_path)
+        wait_ready(router.base_url, router.process, timeout=180)
+        yield router
     finally:
-        stop(process)
+        stop(router.process)
         nowhere.close()

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,8 +11,8 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import free_socket, write_config
-from tests.e2e.conftest import stop, wait_ready
+from tests.conftest import free_socket
+from tests.e2e.conftest import start_router, stop, wait_ready
 from tests.ollama_emulator import OllamaEmulator, fast_profile
 
 pytestmark = pytest.mark.e2e
@@ -34,13 +31,9 @@ def eventually(check: Callable[[], Any], timeout: float = 30) -> Any:
 def test_the_router_switches_to_ollama_once_it_answers(tmp_path: Path) -> None:
     nowhere = free_socket()  # bound, not listening: Ollama is not running yet
     ollama_port = nowhere.getsockname()[1]
-    sock = free_socket()
-    port = sock.getsockname()[1]
-    sock.close()
-    directory = write_config(
-        tmp_path / "config",
+    router = start_router(
+        tmp_path,
         {
-            "server": {"port": port},
             "ollama": {"base_url": f"http://127.0.0.1:{ollama_port}", "connect_timeout_s": 1},
             "embedded": {"mode": "auto", "n_ctx": 4096, "default_max_tokens": 8},
             "routing": {
@@ -50,15 +43,7 @@ def test_the_router_switches_to_ollama_once_it_answers(tmp_path: Path) -> None:
             },
         },
     )
-    log_path = tmp_path / "router.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "memory_router", "serve", "--config-dir", str(directory)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "HF_HUB_OFFLINE": "1"},
-        )
-    base_url = f"http://127.0.0.1:{port}"
+    base_url, process, log_path = router.base_url, router.process, router.log_path
     try:
         wait_ready(base_url, process, timeout=180)
         assert httpx.get(base_url + "/ready").json()["embedded_fallback"] is True
