@@ -109,3 +109,15 @@ def test_fill_in_the_middle_is_a_400_because_the_demo_model_has_no_insert(
     error = response.json()["error"]
     assert error["code"] == "model_not_capable" and error["param"] == "suffix"
     assert "(embedded/gemma-3-270m lacks insert)" in error["message"]
+
+
+def test_embeddings_come_from_the_router_itself_while_ollama_is_away(
+    embedded_router: RouterProcess,
+) -> None:
+    url = embedded_router.base_url + "/v1/embeddings"
+    local = httpx.post(url, json={"model": "cline-memory-router", "input": "memory bank"})
+    assert local.status_code == 200, local.text
+    assert len(local.json()["data"][0]["embedding"]) == 384
+    away = httpx.post(url, json={"model": "nomic-embed-text", "input": "memory bank"})
+    assert away.status_code == 404
+    assert "use 'cline-memory-router'" in away.json()["error"]["message"]

@@ -21,7 +21,7 @@ from ..errors import InvalidRequest, ModelNotFound, RouterError
 from ..memory.service import MemoryService
 from ..service import RouterService
 from ..settings import Settings
-from . import completions, memory, ops
+from . import completions, embeddings, memory, ops
 from .relay import JSONBytes
 
 __all__ = ["create_app"]
@@ -211,6 +211,7 @@ def create_app(settings: Settings, service: RouterService | None = None) -> Fast
     app.router.routes.extend(completions.routes)
     app.include_router(ops.router)
     app.include_router(memory.router)
+    app.include_router(embeddings.router)
     if settings.config.server.cors_origins:
         return app
     return HotPath(app, {route.path: route.endpoint for route in completions.routes})

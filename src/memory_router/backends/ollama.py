@@ -110,6 +110,12 @@ class OllamaBackend:
         reply = await self._http.post_json("/api/show", {"model": model}, model=model, timeout=10)
         return reply if isinstance(reply, dict) else {}
 
+    async def embed(self, model: str, texts: list[str]) -> dict[str, Any]:
+        """``/api/embed``: one vector per text, and ``prompt_eval_count``."""
+        body = {"model": model, "input": texts}
+        reply = await self._http.post_json("/api/embed", body, model=model)
+        return reply if isinstance(reply, dict) else {}
+
     async def load(self, model: str, num_ctx: int | None, keep_alive: Any) -> dict[str, Any]:
         """Load ``model`` (a chat with no messages only loads it); returns Ollama's reply."""
         body: dict[str, Any] = {"model": model, "messages": [], "stream": False}

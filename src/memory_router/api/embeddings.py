@@ -1,0 +1,106 @@
+"""``POST /v1/embeddings``: the router's own embedder, or any embedding model in Ollama.
+
+``cline-memory-router`` (or ``all-MiniLM-L6-v2``) embeds in-process with the model the memory
+bank uses, so an editor's codebase index works with nothing pulled. Any other name goes to
+Ollama's ``/api/embed`` (``nomic-embed-text``, ``mxbai-embed-large``...).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from array import array
+from typing import Literal
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.responses import Response
+
+from ..backends.ollama import OllamaBackend
+from ..errors import InvalidRequest, ModelNotFound
+from ..memory.service import MemoryService
+from ..service import RouterService
+from ..tokens import count_tokens
+from ..wire.openai import parse_request
+from .deps import Authorized, read_json
+from .relay import JSONBytes
+
+__all__ = ["LOCAL_MODEL", "router"]
+
+router = APIRouter(dependencies=[Authorized])
+
+LOCAL_MODEL = "all-MiniLM-L6-v2"
+
+
+class EmbeddingRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field(min_length=1)
+    input: str | list[str] | list[int] | list[list[int]]
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(None, ge=1)
+    user: str | None = None
+
+    def texts(self) -> list[str]:
+        if isinstance(self.input, str):
+            texts = [self.input]
+        elif all(isinstance(item, str) for item in self.input):
+            texts = [str(item) for item in self.input]
+        else:
+            raise InvalidRequest(
+                "input as token ids is not supported (the local models use other tokenizers): "
+                "send the text",
+                param="input",
+            )
+        if not texts:
+            raise InvalidRequest(
+                "input is empty: send a string or a list of strings", param="input"
+            )
+        if any(not text for text in texts):
+            raise InvalidRequest(
+                "input holds an empty string: embed only non-empty text", param="input"
+            )
+        return texts
+
+
+def _encode(vector: list[float], encoding: str) -> list[float] | str:
+    if encoding == "float":
+        return vector
+    return base64.b64encode(array("f", vector).tobytes()).decode()  # float32, as OpenAI sends
+
+
+@router.post("/v1/embeddings")
+async def embeddings(request: Request) -> Response:
+    """Vectors for one or more texts, in OpenAI's shape."""
+    body = parse_request(EmbeddingRequest, await read_json(request))
+    texts = body.texts()
+    service: RouterService = request.app.state.service
+    if body.model in (service.virtual_model, LOCAL_MODEL):
+        memory: MemoryService = request.app.state.memory
+        vectors = await asyncio.to_thread(memory.embedder.embed_documents, texts)
+        tokens = sum(count_tokens(text) for text in texts)
+        name = LOCAL_MODEL
+    else:
+        backend = service.backends.get("ollama")
+        if not isinstance(backend, OllamaBackend):
+            raise ModelNotFound(
+                f"embedding model {body.model!r} would come from Ollama, which is not running "
+                f"here: use {service.virtual_model!r} (the router's own {LOCAL_MODEL})",
+                param="model",
+            )
+        reply = await backend.embed(body.model, texts)
+        vectors = reply.get("embeddings") or []
+        tokens = int(reply.get("prompt_eval_count") or 0)
+        name = body.model
+    if body.dimensions is not None and vectors and body.dimensions != len(vectors[0]):
+        raise InvalidRequest(
+            f"{name} makes {len(vectors[0])}-dimensional vectors and cannot shorten them: "
+            f"leave out dimensions",
+            param="dimensions",
+        )
+    data = [
+        {"object": "embedding", "index": i, "embedding": _encode(v, body.encoding_format)}
+        for i, v in enumerate(vectors)
+    ]
+    usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+    return JSONBytes({"object": "list", "data": data, "model": name, "usage": usage})
