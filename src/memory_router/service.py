@@ -28,6 +28,7 @@ from .errors import (
     RouterError,
 )
 from .events import Event, Finish
+from .metrics import Metrics
 from .residency import ResidencyMonitor, declared_capabilities
 from .routing.decision import Decision
 from .routing.engine import RoutingEngine
@@ -92,6 +93,7 @@ class RouterService:
         self.after = AfterResponse()
         """Records and log lines of answered requests, written in batches."""
         self._tasks: set[asyncio.Task[None]] = set()
+        self.metrics = Metrics(self)
 
     # -- start-up -------------------------------------------------------------------------
 
@@ -405,6 +407,7 @@ class RouterService:
     def _record(
         self, decision: Decision, finish: Finish | None, outcome: str, seconds: float
     ) -> None:
+        self.metrics.observe(decision, finish, outcome, seconds)
         if self.decision_log is None or not decision.routed:
             return
         usage = finish.usage if finish else None

@@ -45,12 +45,14 @@ def _bind(request_id: str) -> Mapping[str, Token[Any]]:
     return structlog.contextvars.bind_contextvars(request_id=request_id)
 
 
-def _with_id(send: Send, request_id: str) -> Send:
+def _with_id(send: Send, request_id: str, scope: Scope) -> Send:
     raw_id = request_id.encode()
 
     async def send_with_id(message: Message) -> None:
         if message["type"] == "http.response.start":
             message["headers"] = [*message.get("headers", []), (b"x-request-id", raw_id)]
+            if message["status"] >= 400:  # every error answer, wherever it was made
+                scope["app"].state.service.metrics.error(message["status"])
         await send(message)
 
     return send_with_id
@@ -69,7 +71,7 @@ class RequestIdMiddleware:
         request_id = _request_id(scope)
         bound = _bind(request_id)
         try:
-            await self.app(scope, receive, _with_id(send, request_id))
+            await self.app(scope, receive, _with_id(send, request_id, scope))
         finally:
             structlog.contextvars.reset_contextvars(**bound)
 
@@ -102,7 +104,7 @@ class HotPath:
                 response = await _router_error(None, exc)
             except Exception as exc:
                 response = await _unexpected(None, exc)
-            await response(scope, receive, _with_id(send, request_id))
+            await response(scope, receive, _with_id(send, request_id, scope))
         finally:
             structlog.contextvars.reset_contextvars(**bound)
 

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from ..errors import ModelNotFound
+from ..metrics import CONTENT_TYPE
 from ..wire.openai import ChatCompletionRequest, parse_request
 from .deps import Authorized, Service, read_json
 from .relay import JSONBytes
@@ -34,6 +35,12 @@ async def get_model(model_id: str, service: Service) -> Response:
 async def health() -> Response:
     """The process is alive (says nothing about the backends)."""
     return JSONBytes({"status": "ok"})
+
+
+@router.get("/metrics")
+async def metrics(service: Service) -> Response:
+    """Prometheus metrics: answered requests, tokens, loads, errors; in flight and resident."""
+    return Response(service.metrics.render(), media_type=CONTENT_TYPE)
 
 
 @router.get("/ready")

@@ -1,0 +1,137 @@
+"""Prometheus metrics for ``GET /metrics``: what was answered, and what the hosts hold now.
+
+Counters and histograms are updated with the decision record, after the answer has gone out
+(``RouterService._record``), so the request path pays nothing for them. What is true at the
+moment (requests in flight, resident models, the embedded fallback) is read when Prometheus
+scrapes. Each router has a registry of its own: several routers in one process (the tests)
+do not share counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+
+if TYPE_CHECKING:
+    from .events import Finish
+    from .routing.decision import Decision
+    from .service import RouterService
+
+__all__ = ["CONTENT_TYPE", "Metrics"]
+
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
+"""The classic text format, which every Prometheus version reads (the names here are ASCII)."""
+_PREFIX = "memory_router"
+_SECONDS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+_DECIDE_SECONDS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.1)
+
+
+class Metrics:
+    """The router's counters, and a collector that reads the live state at scrape time."""
+
+    def __init__(self, service: RouterService) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            f"{_PREFIX}_requests", "Answered requests by model, task class and outcome",
+            ["model", "task", "outcome"], registry=r,
+        )  # fmt: skip
+        self.seconds = Histogram(
+            f"{_PREFIX}_request_seconds", "Time from admission to the last event, by model",
+            ["model"], buckets=_SECONDS, registry=r,
+        )  # fmt: skip
+        self.tokens = Counter(
+            f"{_PREFIX}_tokens", "Tokens the backends reported, by model and kind",
+            ["model", "kind"], registry=r,
+        )  # fmt: skip
+        self.loads = Counter(
+            f"{_PREFIX}_model_loads", "Requests whose routing decision loaded a model",
+            ["model"], registry=r,
+        )  # fmt: skip
+        self.load_seconds = Counter(
+            f"{_PREFIX}_model_load_seconds", "Seconds the backends reported spending on loads",
+            ["model"], registry=r,
+        )  # fmt: skip
+        self.decide = Histogram(
+            f"{_PREFIX}_decision_seconds", "Time to make a routing decision",
+            buckets=_DECIDE_SECONDS, registry=r,
+        )  # fmt: skip
+        self.errors = Counter(
+            f"{_PREFIX}_errors", "Error responses by HTTP status", ["status"], registry=r
+        )
+        r.register(_Live(lambda: service))
+        self._children: dict[tuple[str, str, str], tuple[Any, Any, Any, Any]] = {}
+
+    def observe(
+        self, decision: Decision, finish: Finish | None, outcome: str, seconds: float
+    ) -> None:
+        """Count one answered (or failed) request; called after the answer went out."""
+        model = decision.model
+        key = (model, decision.task or "direct", outcome)
+        children = self._children.get(key)
+        if children is None:  # labels() takes a lock and builds a key: once per label set
+            children = self._children[key] = (
+                self.requests.labels(*key),
+                self.seconds.labels(model),
+                self.tokens.labels(model, "prompt"),
+                self.tokens.labels(model, "completion"),
+            )
+        answered, took, prompt, completion = children
+        answered.inc()
+        took.observe(seconds)
+        decide_ms = decision.signals.get("decide_ms")
+        if isinstance(decide_ms, int | float):
+            self.decide.observe(decide_ms / 1000)
+        if decision.loads:
+            self.loads.labels(model).inc()
+        if finish is None:
+            return
+        if finish.usage is not None:
+            prompt.inc(finish.usage.prompt_tokens)
+            completion.inc(finish.usage.completion_tokens)
+        load_ns = finish.stats.get("load_duration")
+        if decision.loads and isinstance(load_ns, int | float):
+            self.load_seconds.labels(model).inc(load_ns / 1e9)
+
+    def error(self, status: int) -> None:
+        self.errors.labels(str(status)).inc()
+
+    def render(self) -> bytes:
+        return bytes(generate_latest(self.registry))
+
+
+class _Live:
+    """Gauges read from the service when scraped."""
+
+    def __init__(self, service: Callable[[], RouterService]) -> None:
+        self._service = service
+
+    def describe(self) -> list[Any]:
+        return []  # read at collect time only: nothing to check at registration
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        service = self._service()
+        monitor = service.monitor
+        in_flight = GaugeMetricFamily(
+            f"{_PREFIX}_in_flight", "Requests running or waiting, by model", labels=["model"]
+        )
+        resident = GaugeMetricFamily(
+            f"{_PREFIX}_resident_bytes",
+            "What each host holds, by model and num_ctx (bytes, from /api/ps)",
+            labels=["backend", "model", "num_ctx"],
+        )
+        if monitor is not None:
+            for model, count in sorted(monitor.in_flight.items()):
+                in_flight.add_metric([model], count)
+            for name, snapshot in sorted(monitor.view().snapshots.items()):
+                for r in snapshot.resident:
+                    resident.add_metric([name, r.model, str(r.num_ctx)], r.size)
+        fallback = GaugeMetricFamily(
+            f"{_PREFIX}_embedded_fallback", "1 while the embedded demo model stands in for Ollama"
+        )
+        fallback.add_metric([], 1 if service.embedded_fallback else 0)
+        yield from (in_flight, resident, fallback)
