@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
+import httpx
 import yaml
 from typer.testing import CliRunner
 
 from memory_router.cli import app
-from tests.conftest import REPO, write_config
+from memory_router.errors import RouterError
+from tests.conftest import REPO, RouterFactory, free_socket, write_config
 from tests.ollama_emulator import OllamaEmulator
 
 runner = CliRunner()
@@ -114,3 +117,48 @@ def test_route_reads_what_ollama_has_loaded(tmp_path: Path, emulator: OllamaEmul
     )
     # Nothing ran a model: the only chat request is the test's own load.
     assert len([r for r in emulator.requests if r.path == "/api/chat"]) == 1
+
+
+def test_status_shows_what_a_running_router_serves_and_holds(
+    emulator: OllamaEmulator, make_router: RouterFactory
+) -> None:
+    router = make_router(emulator.base_url)
+    body = {
+        "model": "cline-memory-router",
+        "messages": [{"role": "user", "content": "Fix the bug"}],
+    }
+    assert httpx.post(router.base_url + "/v1/chat/completions", json=body).status_code == 200
+    config = router.settings.config_dir
+    deadline = time.monotonic() + 5  # the answer is counted in a batch, just after it
+    while True:
+        result = runner.invoke(
+            app,
+            ["status", "--url", router.base_url, "--config-dir", str(config)],
+            env={"COLUMNS": "200"},  # rich wraps cells at the terminal's width
+        )
+        assert result.exit_code == 0, result.output
+        rows = {
+            line.split("│")[1].strip(): line for line in result.output.splitlines() if "│" in line
+        }
+        coder = rows.get("qwen2.5-coder:32b", "")
+        cells = [cell.strip() for cell in coder.split("│")[1:-1]]
+        if (cells and cells[5] == "1") or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert f"router {router.base_url}: ready" in result.output
+    assert "backend ollama (ollama): answers" in result.output
+    assert cells[0] == "qwen2.5-coder:32b" and cells[2] == "completion, insert, tools"
+    # The emulator's models are 10,000 times smaller than the real ones: 3.5 MB at 32k.
+    assert cells[3] == "4 MB at num_ctx 32768" and cells[4:6] == ["0", "1"]
+    assert "llama4:16x17b" in rows and rows["llama4:16x17b"].count(" - ") >= 1
+
+
+def test_status_says_when_no_router_answers(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "config", {"embedded": {"mode": "never"}})
+    sock = free_socket()  # bound, not listening
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    result = runner.invoke(app, ["status", "--url", url, "--config-dir", str(config)])
+    sock.close()
+    assert result.exit_code != 0
+    assert isinstance(result.exception, RouterError)
+    assert f"no router answers at {url}" in result.exception.message

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from . import memory_cli
+from . import memory_cli, status_cli
 from .errors import ConfigError, RouterError
 from .settings import Settings, load_settings
 
@@ -25,6 +25,7 @@ app = typer.Typer(
 
 app.command()(memory_cli.index)
 app.command()(memory_cli.search)
+app.command()(status_cli.status)
 
 ConfigDir = Annotated[
     Path | None,
