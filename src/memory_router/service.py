@@ -117,7 +117,7 @@ class RouterService:
         log_settings = self.settings.config.logging
         if log_settings.decision_log.enabled:
             self.decision_log = DecisionLog(log_settings.decision_log, log_settings.log_prompts)
-        if self.embedded_fallback:
+        if self.embedded_fallback and self.settings.config.ollama.enabled:
             self._spawn(self._await_ollama())
 
     def _spawn(self, coro: Any) -> None:
@@ -134,8 +134,11 @@ class RouterService:
         while True:
             await asyncio.sleep(self.routing.poll_s)
             backend = OllamaBackend(config)
-            if (await backend.status(timeout=config.connect_timeout_s)).answers:
-                break
+            try:
+                if (await backend.status(timeout=config.connect_timeout_s)).answers:
+                    break
+            except Exception as exc:  # keep asking: the fallback must not stop looking
+                log.warning("ollama_probe_failed", error=repr(exc))
             await backend.aclose()
         self.backends[backend.name] = backend
         catalog = [spec for spec in self.settings.models.models if spec.backend in self.backends]

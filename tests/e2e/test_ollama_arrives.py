@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -11,7 +12,9 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import free_socket
+from memory_router.service import RouterService
+from memory_router.settings import load_settings
+from tests.conftest import free_socket, write_config
 from tests.e2e.conftest import start_router, stop, wait_ready
 from tests.ollama_emulator import OllamaEmulator, fast_profile
 
@@ -80,3 +83,19 @@ def test_the_router_switches_to_ollama_once_it_answers(tmp_path: Path) -> None:
     finally:
         stop(process)
         nowhere.close()
+
+
+def test_no_ollama_is_sought_when_the_configuration_disables_it(tmp_path: Path) -> None:
+    server = {"ollama": {"enabled": False}, "embedded": {"mode": "auto", "n_ctx": 2048}}
+    settings = load_settings(write_config(tmp_path, server), environ={}, env_file=None)
+
+    async def run() -> None:
+        service = RouterService(settings)
+        await service.start()
+        try:
+            assert service.embedded_fallback is True
+            assert not service._tasks, "nothing polls an Ollama the user turned off"
+        finally:
+            await service.aclose()
+
+    asyncio.run(run())
