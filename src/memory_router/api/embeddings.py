@@ -1,8 +1,9 @@
 """``POST /v1/embeddings``: the router's own embedder, or any embedding model in Ollama.
 
-``cline-memory-router`` (or ``all-MiniLM-L6-v2``) embeds in-process with the model the memory
-bank uses, so an editor's codebase index works with nothing pulled. Any other name goes to
-Ollama's ``/api/embed`` (``nomic-embed-text``, ``mxbai-embed-large``...).
+``cline-memory-router`` embeds with the model the memory bank uses: all-MiniLM-L6-v2,
+in-process (also by that name), unless ``memory.embedder`` names an Ollama model. So an
+editor's codebase index works with nothing pulled. Any other name goes to Ollama's
+``/api/embed`` (``nomic-embed-text``, ``mxbai-embed-large``...).
 """
 
 from __future__ import annotations
@@ -75,11 +76,14 @@ async def embeddings(request: Request) -> Response:
     body = parse_request(EmbeddingRequest, await read_json(request))
     texts = body.texts()
     service: RouterService = request.app.state.service
-    if body.model in (service.virtual_model, LOCAL_MODEL):
-        memory: MemoryService = request.app.state.memory
-        vectors = await asyncio.to_thread(memory.embedder.embed_documents, texts)
+    memory: MemoryService = request.app.state.memory
+    own = memory.embedder  # the memory bank's (MiniLM unless memory.embedder says otherwise)
+    if body.model == service.virtual_model or (
+        body.model == LOCAL_MODEL and own.name.startswith(LOCAL_MODEL)
+    ):
+        vectors = await asyncio.to_thread(own.embed_documents, texts)
         tokens = sum(count_tokens(text) for text in texts)
-        name = LOCAL_MODEL
+        name = own.name.split(" (")[0]  # "all-MiniLM-L6-v2 (onnx int8)": the model's name
     else:
         backend = service.backends.get("ollama")
         if not isinstance(backend, OllamaBackend):
