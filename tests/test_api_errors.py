@@ -127,8 +127,13 @@ def test_api_keys_are_enforced_when_configured(
     assert wrong.status_code == 401
     right = httpx.post(url, json=HELLO, headers={"Authorization": "Bearer sekrit-2"})
     assert right.status_code == 200
-    # Health stays open for probes.
-    assert httpx.get(router.base_url + "/health").status_code == 200
+    # Health, readiness and metrics stay open for probes and Prometheus; the rest is keyed.
+    for path in ("/health", "/ready", "/metrics"):
+        assert httpx.get(router.base_url + path).status_code == 200, path
+    for path in ("/v1/models", "/v1/memory/status"):
+        assert httpx.get(router.base_url + path).status_code == 401, path
+    embed = httpx.post(router.base_url + "/v1/embeddings", json={"model": "x", "input": "y"})
+    assert embed.status_code == 401
 
 
 def test_any_key_is_accepted_when_none_configured(router: RouterThread) -> None:
