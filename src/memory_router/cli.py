@@ -135,19 +135,26 @@ async def _doctor_rows(settings: Settings) -> list[tuple[str, bool, str]]:
     from .backends.ollama import OllamaBackend
 
     rows: list[tuple[str, bool, str]] = [("configuration", True, str(settings.config_dir))]
-    ollama = OllamaBackend(settings.config.ollama)
-    try:
-        status = await ollama.status()
-        rows.append(("ollama", status.answers, status.version or status.detail))
-        if status.answers:
-            present = {model.name for model in await ollama.list_models()}
-            for spec in settings.models.models:
-                if spec.backend == "ollama":
-                    pulled = spec.name in present
-                    advice = "pulled" if pulled else f"run `ollama pull {spec.name}`"
-                    rows.append((f"model {spec.name}", pulled, advice))
-    finally:
-        await ollama.aclose()
+    hosts = [
+        ("ollama", settings.config.ollama),
+        *((h.name, h) for h in settings.config.ollama_hosts),
+    ]
+    for name, host in hosts:
+        ollama = OllamaBackend(host, name=name)
+        try:
+            status = await ollama.status()
+            where = "ollama" if name == "ollama" else f"ollama host {name}"
+            rows.append((where, status.answers, status.version or status.detail))
+            if status.answers:
+                present = {model.name for model in await ollama.list_models()}
+                for spec in settings.models.models:
+                    if spec.backend == name:
+                        pulled = spec.name in present
+                        there = "" if name == "ollama" else f" on {host.base_url}"
+                        advice = "pulled" if pulled else f"run `ollama pull {spec.name}`{there}"
+                        rows.append((f"model {spec.name}", pulled, advice))
+        finally:
+            await ollama.aclose()
     return rows
 
 

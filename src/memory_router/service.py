@@ -225,7 +225,15 @@ class RouterService:
         budget = Budget(vram, ram, config.reserve_bytes)
         if hosts is None:
             hosts = [name for name, b in self.backends.items() if b.kind == "ollama"]
-        return dict.fromkeys(hosts, budget)
+        stated = {h.name: h for h in self.settings.config.ollama_hosts}
+        return {
+            name: Budget(
+                stated[name].vram_bytes, stated[name].ram_bytes, stated[name].reserve_bytes
+            )
+            if name in stated
+            else budget
+            for name in hosts
+        }
 
     async def aclose(self) -> None:
         for task in list(self._tasks):

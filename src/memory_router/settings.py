@@ -24,6 +24,7 @@ __all__ = [
     "MemorySettings",
     "ModelSpec",
     "ModelsConfig",
+    "OllamaHost",
     "OllamaSettings",
     "OpenAIUpstream",
     "ServerConfig",
@@ -81,6 +82,17 @@ class OllamaSettings(_Strict):
     @classmethod
     def _url(cls, value: str) -> str:
         return normalize_ollama_url(value)
+
+
+class OllamaHost(OllamaSettings):
+    """Another machine's Ollama: a backend of its own, named by ``models[].backend``.
+
+    Its memory cannot be detected from here, so it is stated."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    vram_bytes: int = Field(ge=0)
+    ram_bytes: int = Field(ge=0)
+    reserve_bytes: int = Field(2 * 1024**3, ge=0)
 
 
 class OpenAIUpstream(_Strict):
@@ -228,6 +240,8 @@ class ServerConfig(_Strict):
 
     server: ServerSettings = ServerSettings()
     ollama: OllamaSettings = OllamaSettings()
+    ollama_hosts: list[OllamaHost] = Field(default_factory=list)
+    """More Ollama servers (other machines), each with its own residency."""
     openai_upstreams: list[OpenAIUpstream] = Field(default_factory=list)
     embedded: EmbeddedSettings = EmbeddedSettings()
     memory: MemorySettings = MemorySettings()
@@ -432,7 +446,17 @@ def _task_examples(path: Path) -> dict[TaskClass, list[str]]:
 def _cross_check(
     server: ServerConfig, models: ModelsConfig, models_path: Path, server_path: Path
 ) -> None:
-    backends = {"ollama", "embedded"} | {up.name for up in server.openai_upstreams}
+    backends = {"ollama", "embedded"}
+    for key, named in (
+        ("ollama_hosts", [host.name for host in server.ollama_hosts]),
+        ("openai_upstreams", [up.name for up in server.openai_upstreams]),
+    ):
+        for index, name in enumerate(named):
+            if name in backends:
+                raise ConfigError(
+                    str(server_path), f"{key}.{index}.name", f"{name!r} names another backend"
+                )
+            backends.add(name)
     routing = server.routing
     names = {model.name for model in models.models}
     if routing.policy == "fixed" and routing.fixed_model not in names:

@@ -46,17 +46,31 @@ async def build_backends(settings: Settings) -> Built:
     mode = config.embedded.mode
     notes: list[str] = []
 
+    hosts_answer = False
+    for host in config.ollama_hosts if mode != "always" else []:
+        # Another machine: kept whether or not it answers now (its requests get 503 until it
+        # does, and the residency poll picks it up).
+        backend = OllamaBackend(host, name=host.name)
+        answer = await backend.status(timeout=host.connect_timeout_s)
+        hosts_answer |= answer.answers
+        backends[host.name] = backend
+        if not answer.answers:
+            notes.append(
+                f"Ollama host {host.name} did not answer at {host.base_url}: {answer.detail}"
+            )
+
     ollama_answers = False
     if config.ollama.enabled and mode != "always":
         ollama = OllamaBackend(config.ollama)
         status = await ollama.status(timeout=config.ollama.connect_timeout_s)
         ollama_answers = status.answers
-        if ollama_answers or mode == "never":
+        if ollama_answers or hosts_answer or mode == "never":
             backends["ollama"] = ollama
         else:
             await ollama.aclose()
         if not ollama_answers:
             notes.append(f"no Ollama answered at {config.ollama.base_url}: {status.detail}")
+    ollama_answers |= hosts_answer
 
     use_embedded = mode == "always" or (mode == "auto" and not ollama_answers)
     if not use_embedded:
