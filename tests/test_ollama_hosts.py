@@ -17,7 +17,8 @@ import yaml
 from memory_router.errors import ConfigError
 from memory_router.settings import load_settings
 from tests.conftest import REPO, RouterFactory, write_config
-from tests.ollama_emulator import EmulatorConfig, OllamaEmulator, reference_profile
+from tests.ollama_emulator import OllamaEmulator
+from tests.test_ollama_emulator import quick_reference
 
 FAST, CODER = "qwen3:30b-a3b", "qwen2.5-coder:32b"
 GIB = 1024**3
@@ -31,16 +32,9 @@ def models_with_coder_on(host: str) -> dict[str, Any]:
     return models
 
 
-def quick_reference() -> EmulatorConfig:
-    """The reference machine (16 GiB VRAM: one big model at a time) with fast loads."""
-    config = reference_profile()
-    config.load_seconds_per_gb = 0.002
-    config.token_delay_s = 0.0
-    return config
-
-
 @pytest.fixture
 def machines() -> Iterator[tuple[OllamaEmulator, OllamaEmulator]]:
+    # The reference machine (16 GiB VRAM: one big model at a time), twice, with fast loads.
     with OllamaEmulator(quick_reference()) as here, OllamaEmulator(quick_reference()) as there:
         yield here, there
 
