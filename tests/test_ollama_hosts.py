@@ -86,7 +86,7 @@ def test_each_host_holds_its_own_models(
         assert [model for model, _ in here.unloads] == [FAST]
 
 
-def test_a_host_that_is_down_at_start_up_is_a_503_until_it_answers(
+def test_a_host_that_is_down_at_start_up_is_skipped_and_named_503_until_it_answers(
     emulator: OllamaEmulator, make_router: RouterFactory
 ) -> None:
     host = {"name": "gpu2", "base_url": "http://127.0.0.1:9", "vram_bytes": GIB, "ram_bytes": GIB}
@@ -98,8 +98,13 @@ def test_a_host_that_is_down_at_start_up_is_a_503_until_it_answers(
     }
     with httpx.Client(base_url=router.base_url, timeout=30) as client:
         reply = client.post("/v1/chat/completions", json=body)
+        routed = client.post("/v1/chat/completions", json={**body, "model": "cline-memory-router"})
         ready = client.get("/ready").json()
     assert reply.status_code == 503 and "retry-after" in reply.headers
+    # Routed, the work goes to a model whose host answers, and the reason says why.
+    assert routed.status_code == 200
+    assert routed.headers["x-router-model"] != CODER
+    assert f"{CODER} skipped: its host gpu2 does not answer" in routed.headers["x-router-reason"]
     assert any("Ollama host gpu2 did not answer" in note for note in ready["notes"])
     assert ready["missing_models"] == [CODER]
 

@@ -16,6 +16,7 @@ from tests.ollama_emulator import reference_profile
 
 REPO = Path(__file__).resolve().parents[2]
 CATALOG: list[ModelSpec] = load_settings(REPO / "config", environ={}, env_file=None).models.models
+CATALOG_BY_NAME = {spec.name: spec for spec in CATALOG}
 FAST, CODER, LONG = "qwen3:30b-a3b", "qwen2.5-coder:32b", "llama4:16x17b"
 GIB = 1024**3
 BUDGET = Budget(16 * GIB, 128 * GIB, 2 * GIB)
@@ -288,3 +289,20 @@ def test_the_context_size_stays_within_the_hosts_total_memory() -> None:
     assert option is not None
     assert option.num_ctx == 65536  # 12 GiB; 131072 would be 16 GiB, over the total of 14
     assert option.load == plan(snapshot, profile, 65536, {})
+
+
+def test_a_silent_host_is_skipped_only_while_another_answers() -> None:
+    # The coder's host missed its last /api/ps; this machine answers.
+    spec = {**CATALOG_BY_NAME[CODER].model_dump(), "backend": "gpu2"}
+    catalog = [CATALOG_BY_NAME[FAST], ModelSpec.model_validate(spec), CATALOG_BY_NAME[LONG]]
+    here = Snapshot(BUDGET, (resident(FAST, pinned=True),))
+    silent = Snapshot(BUDGET, known=False)
+    settings = RoutingSettings.model_validate({"policy": "residency"})
+    the_view = View({"ollama": here, "gpu2": silent}, profiles())
+    decision = choose("implement", 3000, 4096, catalog, the_view, settings)
+    assert decision.model != CODER
+    assert f"{CODER} skipped: its host gpu2 does not answer" in decision.reasons
+    assert not next(c for c in decision.candidates if c.model == CODER).fits
+    # Every host silent: nothing is skipped, and the backend answers 503 with Retry-After.
+    dark = View({"ollama": Snapshot(BUDGET, known=False), "gpu2": silent}, profiles())
+    assert choose("implement", 3000, 4096, catalog, dark, settings).model == CODER

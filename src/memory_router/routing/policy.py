@@ -28,7 +28,7 @@ from typing import Any
 from ..errors import ContextLengthExceeded, ModelNotCapable
 from ..settings import ModelSpec, RoutingSettings, TaskClass
 from .decision import Candidate, Decision
-from .residency import LoadPlan, Profile, Snapshot, plan, room_after
+from .residency import Budget, LoadPlan, Profile, Snapshot, plan, room_after
 
 __all__ = [
     "BUSY_WAIT_S",
@@ -172,10 +172,19 @@ def _option(
     return _Option(spec, needed, load.num_ctx, load, load_s, evict_s, cost, score)
 
 
+def _on_silent_hosts(options: list[_Option], view: View) -> list[_Option]:
+    """Options on an Ollama host that did not answer its last ``/api/ps``, when some other
+    option's host does: those are skipped. If every host is silent none is skipped, and the
+    request gets the backend's own 503 with Retry-After."""
+    silent = [o for o in options if not view.snapshots.get(o.spec.backend, _ANSWERS).known]
+    return silent if len(silent) < len(options) else []
+
+
 def _sorted(names: frozenset[str]) -> tuple[str, ...]:
     return tuple(sorted(names))
 
 
+_ANSWERS = Snapshot(Budget(0, 0))  # stands in for a backend with no residency: never silent
 _NEEDED_FOR = {"vision": "images", "tools": "tools", "insert": "a suffix (fill in the middle)"}
 _PARAM = {"vision": "messages", "insert": "suffix", "tools": "tools"}
 
@@ -260,6 +269,12 @@ def choose(
             rejected.append(Candidate(spec.name, spec.backend, fit, spec.num_ctx, False, 0.0))
         else:
             options.append(option)
+    down = _on_silent_hosts(options, view)
+    if down:
+        options = [o for o in options if all(o is not d for d in down)]
+        for o in down:
+            fit = o.spec.task_fit[task]
+            rejected.append(Candidate(o.spec.name, o.spec.backend, fit, o.num_ctx, False, 0.0))
     if not options:
         lacking = {c.model for c in rejected if c.lacks}
         capable = [spec for spec in catalog if spec.name not in lacking]
@@ -273,6 +288,7 @@ def choose(
             param="messages",
         )
     why = list(reasons)
+    why.extend(f"{o.spec.name} skipped: its host {o.spec.backend} does not answer" for o in down)
     if rejected and (skipped := [c for c in rejected if c.lacks]):
         why.extend(f"{c.model} skipped: it lacks {', '.join(c.lacks)}" for c in skipped)
     chosen: _Option | None = None
