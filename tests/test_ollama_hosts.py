@@ -6,6 +6,7 @@ host (``ollama_hosts``). Loading the coder there must not evict anything here.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,8 @@ import yaml
 
 from memory_router.errors import ConfigError
 from memory_router.settings import load_settings
-from tests.conftest import REPO, RouterFactory, write_config
-from tests.ollama_emulator import OllamaEmulator
+from tests.conftest import REPO, RouterFactory, free_socket, write_config
+from tests.ollama_emulator import OllamaEmulator, fast_profile
 from tests.test_ollama_emulator import quick_reference
 
 FAST, CODER = "qwen3:30b-a3b", "qwen2.5-coder:32b"
@@ -133,3 +134,41 @@ def test_a_model_on_an_unknown_host_names_the_known_ones(tmp_path: Path) -> None
     with pytest.raises(ConfigError) as caught:
         load_settings(directory, environ={}, env_file=None)
     assert "unknown backend 'gpu9'" in str(caught.value)
+
+
+def test_a_host_that_comes_up_later_gets_its_sizes_and_capabilities_read(
+    emulator: OllamaEmulator, make_router: RouterFactory
+) -> None:
+    nowhere = free_socket()  # bound, not listening: the second machine is off
+    port = nowhere.getsockname()[1]
+    host = {"name": "gpu2", "base_url": f"http://127.0.0.1:{port}", "vram_bytes": 16 * GIB}
+    router = make_router(
+        emulator.base_url,
+        models_with_coder_on("gpu2"),
+        ollama_hosts=[{**host, "ram_bytes": 128 * GIB, "connect_timeout_s": 0.5}],
+        # The emulator's models are 10,000 times smaller than the real ones: a disk as much
+        # slower gives them real load times.
+        routing={"poll_s": 0.2, "budget": {"disk_bytes_per_s": 2e9 / 10_000}},
+    )
+    body = {"model": "cline-memory-router", "messages": [{"role": "user", "content": "Fix it"}]}
+
+    def coder() -> dict[str, Any]:
+        explained = httpx.post(router.base_url + "/v1/route/explain", json=body).json()
+        found: dict[str, Any] = next(c for c in explained["candidates"] if c["model"] == CODER)
+        return found
+
+    assert coder()["fits"] is False  # skipped: its host does not answer
+    nowhere.close()
+    with OllamaEmulator(fast_profile(), port=port):
+        deadline = time.monotonic() + 10
+        while not coder()["fits"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        candidate = coder()
+        assert candidate["fits"] is True
+        assert candidate["loads"] is True and candidate["load_s"] > 0  # its size is known now
+        listed = httpx.get(router.base_url + "/v1/models").json()["data"]
+        assert next(m for m in listed if m["id"] == CODER)["capabilities"] == [
+            "completion",
+            "insert",
+            "tools",
+        ]

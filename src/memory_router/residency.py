@@ -58,6 +58,8 @@ class _Host:
     pending: dict[str, Resident] = field(default_factory=dict)
     """Loads admitted but not yet listed by /api/ps: kept across refreshes until they are."""
     known: bool = False
+    profiled: bool = False
+    """Its models' sizes and capabilities have been read (``/api/tags`` answered)."""
     evicting: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
@@ -149,9 +151,10 @@ class ResidencyMonitor:
         except RouterError as exc:
             log.warning("residency_tags_failed", backend=name, error=exc.message)
             return
+        host.profiled = True
         for spec in self.catalog.values():
-            if spec.backend != name:
-                continue
+            if spec.backend != name or spec.name in self.profiles:
+                continue  # another host's, or known already (and perhaps corrected since)
             weights = sizes.get(spec.name) or sizes.get(f"{spec.name}:latest")
             if not weights:
                 continue  # not pulled: /ready says so
@@ -224,6 +227,12 @@ class ResidencyMonitor:
             residents += [r for m, r in host.pending.items() if m not in listed]
             host.loaded = tuple(residents)
             host.known = True
+            if not host.profiled or any(
+                m in self.catalog and m not in self.profiles for m in listed
+            ):
+                # A host that was down when its sizes were read, or a model loaded that was not
+                # pulled then: read them now.
+                await self._read_profiles(name, host)
 
     def refresh_soon(self, changed: bool = False) -> None:
         """Schedule one refresh after a request ends: coalesced, and at most once a second
