@@ -172,3 +172,28 @@ def test_a_host_that_comes_up_later_gets_its_sizes_and_capabilities_read(
             "insert",
             "tools",
         ]
+
+
+def test_a_model_pulled_after_start_up_gets_its_profile_on_a_later_poll(
+    emulator: OllamaEmulator, make_router: RouterFactory
+) -> None:
+    pulled_later = emulator.config.models.pop(CODER)  # not pulled when the router starts
+    router = make_router(
+        emulator.base_url,
+        routing={"poll_s": 0.05, "budget": {"disk_bytes_per_s": 2e9 / 10_000}},
+    )
+
+    def capabilities() -> Any:
+        listed = httpx.get(router.base_url + "/v1/models").json()["data"]
+        return next(m for m in listed if m["id"] == CODER).get("capabilities")
+
+    assert capabilities() is None
+    emulator.config.models[CODER] = pulled_later  # `ollama pull qwen2.5-coder:32b`
+    deadline = time.monotonic() + 10
+    while capabilities() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert capabilities() == ["completion", "insert", "tools"]
+    body = {"model": "cline-memory-router", "messages": [{"role": "user", "content": "Fix it"}]}
+    explained = httpx.post(router.base_url + "/v1/route/explain", json=body).json()
+    coder = next(c for c in explained["candidates"] if c["model"] == CODER)
+    assert coder["loads"] is True and coder["load_s"] > 0  # its size is known now

@@ -60,6 +60,7 @@ class _Host:
     known: bool = False
     profiled: bool = False
     """Its models' sizes and capabilities have been read (``/api/tags`` answered)."""
+    profiled_at: float = 0.0
     evicting: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
@@ -151,7 +152,7 @@ class ResidencyMonitor:
         except RouterError as exc:
             log.warning("residency_tags_failed", backend=name, error=exc.message)
             return
-        host.profiled = True
+        host.profiled, host.profiled_at = True, self._clock()
         for spec in self.catalog.values():
             if spec.backend != name or spec.name in self.profiles:
                 continue  # another host's, or known already (and perhaps corrected since)
@@ -227,12 +228,19 @@ class ResidencyMonitor:
             residents += [r for m, r in host.pending.items() if m not in listed]
             host.loaded = tuple(residents)
             host.known = True
-            if not host.profiled or any(
-                m in self.catalog and m not in self.profiles for m in listed
-            ):
-                # A host that was down when its sizes were read, or a model loaded that was not
-                # pulled then: read them now.
+            if self._profiles_due(name, host, listed):
                 await self._read_profiles(name, host)
+
+    def _profiles_due(self, name: str, host: _Host, listed: set[str]) -> bool:
+        """Read a host's sizes again: it was down when they were read, a model it lists has
+        none, or (every four polls at most) a model of its was not pulled then."""
+        if not host.profiled or any(m in self.catalog and m not in self.profiles for m in listed):
+            return True
+        missing = any(
+            spec.backend == name and spec.name not in self.profiles
+            for spec in self.catalog.values()
+        )
+        return missing and self._clock() - host.profiled_at >= 4 * self.settings.poll_s
 
     def refresh_soon(self, changed: bool = False) -> None:
         """Schedule one refresh after a request ends: coalesced, and at most once a second
