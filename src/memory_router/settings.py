@@ -182,11 +182,28 @@ class EscalationSettings(_Strict):
     model: str | None = None
 
 
+class LlmClassifierSettings(_Strict):
+    """A small local model asked for the class when the cheap signals are not decisive."""
+
+    model: str | None = None
+    """The model's name on ``backend`` (e.g. ``qwen3:0.6b``); none: off."""
+    backend: str = "ollama"
+    """``ollama``, ``embedded``, or an ``ollama_hosts`` or ``openai_upstreams`` entry."""
+    timeout_s: float = Field(3.0, gt=0)
+    """Longer than this and the request is routed without the model's answer."""
+    keep_alive: KeepAlive = "30m"
+    retry_after_s: float = Field(30.0, ge=0)
+    """After a failure the model is not asked again for this long."""
+
+    _keep_alive = field_validator("keep_alive")(_check_keep_alive)
+
+
 class ClassifierSettings(_Strict):
     embedding: bool = True
     """Compare the last user turn's embedding with labelled examples when cheap signals are
     inconclusive (the examples live in ``task_examples.yaml`` next to this file)."""
     min_similarity: float = Field(0.35, ge=-1.0, le=1.0)
+    llm: LlmClassifierSettings = LlmClassifierSettings()
 
 
 class RoutingSettings(_Strict):
@@ -477,6 +494,13 @@ def _cross_check(
             "routing.escalation.backend",
             f"{escalation.backend!r} is not an openai_upstreams entry"
             + (f": use one of {', '.join(sorted(upstreams))}" if upstreams else ""),
+        )
+    classifier = routing.classifier.llm
+    if classifier.model is not None and classifier.backend not in backends:
+        raise ConfigError(
+            str(server_path),
+            "routing.classifier.llm.backend",
+            f"unknown backend {classifier.backend!r}: use one of {', '.join(sorted(backends))}",
         )
     seen: set[str] = set()
     for index, model in enumerate(models.models):

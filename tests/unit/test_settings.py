@@ -256,6 +256,16 @@ def test_missing_file_is_named(tmp_path: Path) -> None:
             "'cloud' is not an openai_upstreams entry",
         ),
         (
+            "routing: {classifier: {llm: {model: 'qwen3:0.6b', backend: gpu2}}}\n",
+            "routing.classifier.llm.backend",
+            "unknown backend 'gpu2': use one of embedded, ollama",
+        ),
+        (
+            "routing: {classifier: {llm: {model: 'qwen3:0.6b', timeout_s: 0}}}\n",
+            "routing.classifier.llm.timeout_s",
+            "greater than 0",
+        ),
+        (
             "routing: {queue: {retry_after_s: 0}}\n",
             "routing.queue.retry_after_s",
             "greater than or equal to 1",

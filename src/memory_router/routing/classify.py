@@ -12,8 +12,9 @@ Order of evidence, strongest first:
    review and planning words (a pasted log or profile with a question is analysis);
 4. when the agent is mid-loop (the last message is a tool result): edits -> ``implement``;
    reads and commands -> the class of what the user asked for, else ``implement``;
-5. when the words are weak, the nearest labelled example by embedding of the user's words
-   (never the system prompt), if similar enough;
+5. when the words are weak, the answer of a small local model asked about the user's words
+   (``routing.classifier.llm``, off by default), else the nearest labelled example by
+   embedding of the user's words (never the system prompt), if similar enough;
 6. otherwise the class the conversation's activity suggests, or ``chat``.
 """
 
@@ -29,7 +30,7 @@ from ..settings import TaskClass
 from .bank_calls import WRITE_TOOLS
 from .signals import RequestSignals, word_scores
 
-__all__ = ["Classification", "classify"]
+__all__ = ["Classification", "Vote", "classify"]
 
 _PROJECT_REF = re.compile(
     r"[/\\]\w|`|\b[a-z]+_[a-z_]+\b|\b[a-z]+[A-Z]\w*\b"
@@ -87,11 +88,11 @@ class Classification:
     scores: dict[str, float] = field(default_factory=dict)
     """Keyword scores and example similarities, for the explanation."""
     via: str = "rules"
-    """Which evidence decided: "rules", "keywords", "examples" or "default"."""
+    """Which evidence decided: "rules", "keywords", "llm", "examples" or "default"."""
 
     @property
     def decisive(self) -> bool:
-        """True when no example vote could change the outcome."""
+        """True when no vote (the examples', a model's) could change the outcome."""
         if self.via == "rules":
             return True
         margin = abs(self.scores.get("implement", 0.0) - self.scores.get("analyze", 0.0))
@@ -179,8 +180,15 @@ def _general_question(signals: RequestSignals) -> bool:
     return not planning and _read_words(signals.human_text).general_question
 
 
+Vote = tuple[TaskClass, str]
+"""A model's reading of the user's words: the class and the reason to show for it."""
+
+
 def _from_words(
-    signals: RequestSignals, similar: Mapping[TaskClass, float] | None, min_similarity: float
+    signals: RequestSignals,
+    similar: Mapping[TaskClass, float] | None,
+    min_similarity: float,
+    vote: Vote | None = None,
 ) -> Classification | None:
     """The class the user's latest words give, or None when they say too little."""
     text, low = signals.human_text, signals.human_lower
@@ -198,6 +206,8 @@ def _from_words(
     if _pasted(text) and analyze >= implement and (_QUESTION.search(_lead(low)) or analyze):
         return Classification("analyze", ("a pasted log or file with a question",), scores)
     margin = abs(implement - analyze)
+    if vote is not None and margin < _DECISIVE:
+        return Classification(vote[0], (vote[1],), scores, via="llm")
     if margin >= _DECISIVE or (margin > 0 and not similar):
         task: TaskClass = "implement" if implement > analyze else "analyze"
         what = "asks for code to be changed" if task == "implement" else "asks to explain or plan"
@@ -222,8 +232,10 @@ def classify(
     signals: RequestSignals,
     similar: Mapping[TaskClass, float] | None = None,
     min_similarity: float = 0.35,
+    vote: Vote | None = None,
 ) -> Classification:
-    """Classify one request. ``similar``: best cosine to each class's labelled examples."""
+    """Classify one request. ``similar``: best cosine to each class's labelled examples;
+    ``vote``: a model's reading of the user's words, weighed where the examples would be."""
     if signals.client_instruction:
         return Classification("meta", ("the client asks to condense or hand off the task",))
     if signals.housekeeping:
@@ -241,7 +253,7 @@ def classify(
 
     edits = [t for t in signals.recent_tools if t in WRITE_TOOLS]
     if signals.user_spoke or not (signals.in_tool_loop or signals.recent_tools):
-        found = _from_words(signals, similar, min_similarity)
+        found = _from_words(signals, similar, min_similarity, vote)
         if found is not None:
             return found
         if edits and signals.user_spoke:
@@ -256,13 +268,16 @@ def classify(
     if edits:
         tools = ", ".join(sorted(set(edits)))
         return Classification("implement", (f"the agent is editing ({tools})",))
-    found = _from_words(signals, similar, min_similarity)
+    found = _from_words(signals, similar, min_similarity, vote)
     if found is not None and found.task == "chat":
         text = signals.human_text
         if _QUESTION.match(signals.human_lower) or text.rstrip().endswith(("?", "？")):
             # The agent reads and runs things to answer the user's question: analysis.
             return Classification(
-                "analyze", ("the agent is looking into the user's question", *found.reasons)
+                "analyze",
+                ("the agent is looking into the user's question", *found.reasons),
+                found.scores,
+                "llm" if found.via == "llm" else "rules",
             )
         return found
     if found is not None and found.task != "chat":

@@ -18,9 +18,10 @@ from dataclasses import dataclass, replace
 
 from ..settings import TASK_CLASSES, ModelSpec, RoutingSettings, TaskClass
 from ..wire.openai import ChatCompletionRequest
-from .classify import Classification, classify
+from .classify import Classification, Vote, classify
 from .context import ContextEstimator
 from .decision import Decision
+from .llm_vote import vote_key
 from .policy import SessionChoice, View, choose
 from .signals import RequestSignals, read_signals
 
@@ -105,6 +106,10 @@ class RoutingEngine:
         self.reserved_output = reserved_output
         self.tokens = ContextEstimator()
         self.examples: ExampleIndex | None = None
+        self.votes: Mapping[str, TaskClass | None] | None = None
+        """The LLM classifier's answers per ``vote_key`` (None: it named no class), when one
+        is configured; the service asks it before ``decide``, never the engine."""
+        self.vote_model: str | None = None
         self._clock = clock
         self._sessions: OrderedDict[str, _Session] = OrderedDict()
         self._max_sessions = max_sessions
@@ -112,13 +117,38 @@ class RoutingEngine:
 
     # -- pieces ---------------------------------------------------------------------------
 
+    def cheap(self, signals: RequestSignals) -> Classification:
+        """The class from the request's own signals, before any vote."""
+        return classify(signals, None, self.settings.classifier.min_similarity)
+
     def classify(self, signals: RequestSignals) -> Classification:
-        """Cheap signals first; the example vote only when they are not decisive."""
-        first = classify(signals, None, self.settings.classifier.min_similarity)
-        if first.decisive or self.examples is None or not signals.human_text:
+        """Cheap signals first; the LLM classifier's or else the examples' vote only when
+        they are not decisive."""
+        first = self.cheap(signals)
+        if first.decisive or not signals.human_text:
             return first
-        similar = self.examples.similar(signals.human_text)
-        return classify(signals, similar, self.settings.classifier.min_similarity)
+        vote, note = self._vote(signals.human_text)
+        similar = None
+        if vote is None and self.examples is not None:
+            similar = self.examples.similar(signals.human_text)
+        if vote is not None or similar is not None:
+            found = classify(signals, similar, self.settings.classifier.min_similarity, vote)
+        else:
+            found = first
+        return replace(found, reasons=(*found.reasons, note)) if note else found
+
+    def _vote(self, text: str) -> tuple[Vote | None, str | None]:
+        """The LLM classifier's reading of ``text``, or a note saying why there is none."""
+        if self.votes is None:
+            return None, None
+        key = vote_key(text)
+        if key not in self.votes:
+            return None, f"no answer from the LLM classifier {self.vote_model} for these words"
+        task = self.votes[key]
+        if task is None:
+            return None, f"the LLM classifier {self.vote_model} named no task class for these words"
+        reason = f"the LLM classifier {self.vote_model} reads the user's words as {task}"
+        return (task, reason), None
 
     def _session(self, key: str, now: float) -> SessionChoice | None:
         with self._lock:
