@@ -19,6 +19,7 @@ import structlog
 
 from .after import AfterResponse
 from .backends.base import Backend, BackendStatus, ChatCall, CompletionCall, Sampling
+from .classifier import LlmClassifier
 from .decision_log import DecisionLog
 from .errors import (
     BackendUnavailable,
@@ -94,6 +95,8 @@ class RouterService:
         """Records and log lines of answered requests, written in batches."""
         self._tasks: set[asyncio.Task[None]] = set()
         self.metrics = Metrics(self)
+        self.classifier: LlmClassifier | None = None
+        """The optional LLM classifier; ``start`` sets it up when one is configured."""
 
     # -- start-up -------------------------------------------------------------------------
 
@@ -109,6 +112,10 @@ class RouterService:
         for note in self.notes:
             log.warning("startup", note=note)
         self.engine.catalog = list(self.catalog)
+        llm = self.routing.classifier.llm
+        if llm.model is not None:
+            self.classifier = LlmClassifier(llm, self.backends, self.engine)
+            log.info("llm_classifier", model=llm.model, backend=llm.backend)
         budgets = self._budgets()
         self.monitor = ResidencyMonitor(
             self.settings.config.routing, self.catalog, self.backends, budgets

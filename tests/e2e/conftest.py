@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -70,21 +71,25 @@ def start_router(root: Path, server: dict[str, Any]) -> RouterProcess:
     return RouterProcess(f"http://127.0.0.1:{port}", process, log_path)
 
 
-@pytest.fixture(scope="session")
-def embedded_router(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RouterProcess]:
-    """``memory-router serve`` with no Ollama reachable: it falls back to the embedded model."""
-    root = tmp_path_factory.mktemp("embedded-router")
-    nowhere = free_socket()  # bound but not listening: Ollama "is not running"
-    router = start_router(
-        root,
-        {
-            "ollama": {"base_url": f"http://127.0.0.1:{nowhere.getsockname()[1]}"},
-            "embedded": {"mode": "auto", "n_ctx": 32768, "default_max_tokens": 48},
-        },
-    )
+@contextlib.contextmanager
+def without_ollama(root: Path, **sections: Any) -> Iterator[RouterProcess]:
+    """A ready router whose Ollama is not running (its port bound, never listening), so it
+    serves the embedded model; ``sections`` are the rest of its server_config.yaml."""
+    nowhere = free_socket()
+    ollama = {"base_url": f"http://127.0.0.1:{nowhere.getsockname()[1]}"}
+    router = start_router(root, {"ollama": ollama, **sections})
     try:
         wait_ready(router.base_url, router.process, timeout=180)
         yield router
     finally:
         stop(router.process)
         nowhere.close()
+
+
+@pytest.fixture(scope="session")
+def embedded_router(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RouterProcess]:
+    """``memory-router serve`` with no Ollama reachable: it falls back to the embedded model."""
+    root = tmp_path_factory.mktemp("embedded-router")
+    embedded = {"mode": "auto", "n_ctx": 32768, "default_max_tokens": 48}
+    with without_ollama(root, embedded=embedded) as router:
+        yield router

@@ -29,6 +29,8 @@ async def chat_completions(request: Request) -> Response:
     await check_api_key(request)
     service: RouterService = request.app.state.service
     chat = parse_request(ChatCompletionRequest, await read_json(request))
+    if service.classifier is not None and chat.model == service.virtual_model:
+        await service.classifier.prepare(chat)
     decision = service.decide_chat(chat)
     request.app.state.memory.observe(decision.signals.get("workspace"))
     response_id = new_id("chatcmpl")

@@ -1,0 +1,158 @@
+"""The optional LLM classifier, through the router over sockets, against the emulator.
+
+A small model (``qwen3:0.6b``, pulled in the emulator) is configured as the classifier. The
+emulator's scripted replies are taken in order: the first is the classifier's answer, the
+next the routed model's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from memory_router.routing.llm_vote import SYSTEM
+from tests.conftest import RouterFactory, RouterThread
+from tests.ollama_emulator import OllamaEmulator, Script, fast_profile
+
+SMALL = "qwen3:0.6b"
+OPEN = "Something is off with the invoice totals when currencies differ"
+"""Words the cheap signals leave open: no rule, no keyword (routed as chat without a vote)."""
+
+
+@pytest.fixture
+def emu() -> Any:
+    config = fast_profile()
+    config.models[SMALL] = replace(config.models["qwen3:30b-a3b"], weights_bytes=52_000, digest="")
+    config = replace(config, models=dict(config.models))  # derives the new model's digest
+    with OllamaEmulator(config) as emulator:
+        yield emulator
+
+
+def classifier_router(make_router: RouterFactory, emu: OllamaEmulator, **llm: Any) -> RouterThread:
+    settings = {"model": SMALL, "timeout_s": 5, **llm}
+    # The example vote is off so that only the classifier can move these requests.
+    return make_router(emu.base_url, routing={"classifier": {"embedding": False, "llm": settings}})
+
+
+def asked(emu: OllamaEmulator) -> list[dict[str, Any]]:
+    return [r.json for r in emu.requests if r.path == "/api/chat" and r.json["model"] == SMALL]
+
+
+def chat(router: RouterThread, words: str) -> Any:
+    client = openai.OpenAI(base_url=router.base_url + "/v1", api_key="any", max_retries=0)
+    with client:
+        return client.chat.completions.with_raw_response.create(
+            model="cline-memory-router", messages=[{"role": "user", "content": words}]
+        )
+
+
+def test_the_model_reads_words_the_rules_leave_open(
+    emu: OllamaEmulator, make_router: RouterFactory
+) -> None:
+    router = classifier_router(make_router, emu)
+    emu.enqueue(Script("analyze"), Script("Rates are applied after rounding."))
+    raw = chat(router, OPEN)
+    reason = raw.headers["x-router-reason"]
+    assert f"the LLM classifier {SMALL} reads the user's words as analyze" in reason
+    assert "analyze -> " in reason
+    assert raw.parse().choices[0].message.content == "Rates are applied after rounding."
+    [sent] = asked(emu)
+    assert sent["messages"][0] == {"role": "system", "content": SYSTEM}
+    assert OPEN in sent["messages"][1]["content"]
+    assert sent["stream"] is False
+    assert sent["think"] is False
+    assert sent["keep_alive"] == "30m"
+    assert sent["options"]["num_predict"] == 8
+    assert sent["options"]["temperature"] == 0
+    routed = [r.json for r in emu.requests if r.path == "/api/chat"][-1]
+    assert routed["model"] != SMALL
+    assert routed["messages"][-1]["content"] == OPEN
+
+    # The same words again (an agent loop resends them every turn): not asked again.
+    emu.enqueue(Script("again"))
+    raw = chat(router, OPEN)
+    assert "reads the user's words as analyze" in raw.headers["x-router-reason"]
+    assert len(asked(emu)) == 1
+
+
+def test_without_a_vote_the_same_words_route_as_before(
+    emu: OllamaEmulator, make_router: RouterFactory
+) -> None:
+    router = make_router(emu.base_url, routing={"classifier": {"embedding": False}})
+    raw = chat(router, OPEN)
+    assert "chat -> " in raw.headers["x-router-reason"]
+    assert "LLM classifier" not in raw.headers["x-router-reason"]
+    assert asked(emu) == []
+
+
+def test_decisive_requests_never_ask(emu: OllamaEmulator, make_router: RouterFactory) -> None:
+    router = classifier_router(make_router, emu)
+    for words in ("hello!", "Refactor app/billing.py to use Decimal and fix the failing test"):
+        raw = chat(router, words)
+        assert raw.http_response.status_code == 200
+    assert asked(emu) == []
+
+
+def test_an_answer_that_names_no_class_is_kept_and_said(
+    emu: OllamaEmulator, make_router: RouterFactory
+) -> None:
+    router = classifier_router(make_router, emu)
+    emu.enqueue(Script("I cannot tell."))
+    raw = chat(router, OPEN)
+    reason = raw.headers["x-router-reason"]
+    assert f"the LLM classifier {SMALL} named no task class for these words" in reason
+    assert "chat -> " in reason
+    chat(router, OPEN)
+    assert len(asked(emu)) == 1
+
+
+def test_a_slow_classifier_is_not_waited_for_and_then_left_alone(
+    emu: OllamaEmulator, make_router: RouterFactory
+) -> None:
+    router = classifier_router(make_router, emu, timeout_s=0.3, retry_after_s=60)
+    emu.enqueue(Script("analyze", token_delay_s=2.0))
+    raw = chat(router, OPEN)
+    assert raw.http_response.status_code == 200
+    reason = raw.headers["x-router-reason"]
+    assert f"no answer from the LLM classifier {SMALL} for these words" in reason
+    assert "chat -> " in reason
+    emu.wait_until(lambda: any(c.model == SMALL for c in emu.cancelled), timeout=5)
+    # Within retry_after_s other open words are routed without asking.
+    chat(router, "Something about the exports feels wrong since the upgrade")
+    assert len(asked(emu)) == 1
+
+
+def test_an_unpulled_classifier_model_does_not_fail_requests(
+    emu: OllamaEmulator, make_router: RouterFactory
+) -> None:
+    router = classifier_router(make_router, emu, model="tinyllama:1.1b")
+    raw = chat(router, OPEN)
+    assert raw.http_response.status_code == 200
+    assert "no answer from the LLM classifier tinyllama:1.1b" in raw.headers["x-router-reason"]
+    chat(router, "Something about the exports feels wrong since the upgrade")
+    tried = [
+        r for r in emu.requests if r.path == "/api/chat" and r.json["model"] == "tinyllama:1.1b"
+    ]
+    assert len(tried) == 1, "after the 404 it is left alone for retry_after_s"
+
+
+def test_explain_never_calls_the_classifier_but_shows_its_kept_answer(
+    emu: OllamaEmulator, make_router: RouterFactory
+) -> None:
+    router = classifier_router(make_router, emu)
+    body = {"model": "cline-memory-router", "messages": [{"role": "user", "content": OPEN}]}
+    with httpx.Client(base_url=router.base_url, timeout=30) as http:
+        before = http.post("/v1/route/explain", json=body).json()
+        assert asked(emu) == []
+        assert before["task"] == "chat"
+        assert any("no answer from the LLM classifier" in r for r in before["reasons"])
+        emu.enqueue(Script("analyze"), Script("ok"))
+        chat(router, OPEN)
+        after = http.post("/v1/route/explain", json=body).json()
+    assert len(asked(emu)) == 1
+    assert after["task"] == "analyze"
+    assert after["signals"]["class_via"] == "llm"
