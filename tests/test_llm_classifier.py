@@ -156,3 +156,24 @@ def test_explain_never_calls_the_classifier_but_shows_its_kept_answer(
     assert len(asked(emu)) == 1
     assert after["task"] == "analyze"
     assert after["signals"]["class_via"] == "llm"
+
+
+def test_a_classifier_on_an_ollama_host_of_its_own_is_asked_there(
+    emu: OllamaEmulator, make_router: RouterFactory
+) -> None:
+    """The README's setup for a GPU that holds one big model: a second, CPU-only Ollama."""
+    config = fast_profile()
+    small = replace(config.models["qwen3:30b-a3b"], weights_bytes=52_000, digest="")
+    with OllamaEmulator(replace(config, models={SMALL: small}, vram_bytes=0)) as cpu:
+        host = {"name": "cpu", "base_url": cpu.base_url, "vram_bytes": 0, "ram_bytes": 8 << 30}
+        router = make_router(
+            emu.base_url,
+            ollama_hosts=[host],
+            routing={"classifier": {"embedding": False, "llm": {"model": SMALL, "backend": "cpu"}}},
+        )
+        cpu.enqueue(Script("implement"))
+        raw = chat(router, OPEN)
+        assert "reads the user's words as implement" in raw.headers["x-router-reason"]
+        assert [r.json["model"] for r in cpu.requests if r.path == "/api/chat"] == [SMALL]
+        assert asked(emu) == []
+        assert httpx.get(router.base_url + "/ready").status_code == 200
