@@ -76,6 +76,20 @@ def test_doctor_names_what_to_pull(tmp_path: Path, emulator: OllamaEmulator) -> 
     assert "0.13.0" in result.output
 
 
+def test_doctor_checks_the_llm_classifiers_model(tmp_path: Path, emulator: OllamaEmulator) -> None:
+    server = {
+        "ollama": {"base_url": emulator.base_url},
+        "embedded": {"mode": "never"},
+        "routing": {"classifier": {"llm": {"model": "qwen3:0.6b"}}},
+    }
+    config = write_config(tmp_path / "config", server)
+    result = runner.invoke(app, ["doctor", "--config-dir", str(config)], env={"COLUMNS": "200"})
+    assert result.exit_code == 1, result.output
+    assert "LLM classifier qwen3:0.6b" in result.output
+    assert "ollama pull qwen3:0.6b" in result.output
+    assert "ollama pull qwen2.5-coder" not in result.output, "the shipped models are pulled"
+
+
 def test_route_reads_what_ollama_has_loaded(tmp_path: Path, emulator: OllamaEmulator) -> None:
     import httpx
 

@@ -147,12 +147,19 @@ async def _doctor_rows(settings: Settings) -> list[tuple[str, bool, str]]:
             rows.append((where, status.answers, status.version or status.detail))
             if status.answers:
                 present = {model.name for model in await ollama.list_models()}
-                for spec in settings.models.models:
-                    if spec.backend == name:
-                        pulled = spec.name in present
-                        there = "" if name == "ollama" else f" on {host.base_url}"
-                        advice = "pulled" if pulled else f"run `ollama pull {spec.name}`{there}"
-                        rows.append((f"model {spec.name}", pulled, advice))
+                wanted = [
+                    (f"model {spec.name}", spec.name)
+                    for spec in settings.models.models
+                    if spec.backend == name
+                ]
+                llm = settings.config.routing.classifier.llm
+                if llm.model is not None and llm.backend == name:
+                    wanted.append((f"LLM classifier {llm.model}", llm.model))
+                for check, model in wanted:
+                    pulled = model in present
+                    there = "" if name == "ollama" else f" on {host.base_url}"
+                    advice = "pulled" if pulled else f"run `ollama pull {model}`{there}"
+                    rows.append((check, pulled, advice))
         finally:
             await ollama.aclose()
     return rows
