@@ -5,14 +5,16 @@ from __future__ import annotations
 import base64
 import math
 from array import array
+from dataclasses import replace
 from typing import Any
 
 import httpx
 import openai
 import pytest
+import yaml
 
-from tests.conftest import RouterThread
-from tests.ollama_emulator import OllamaEmulator, embed_text
+from tests.conftest import REPO, RouterFactory, RouterThread
+from tests.ollama_emulator import OllamaEmulator, embed_text, fast_profile
 
 
 def cosine(a: list[float], b: list[float]) -> float:
@@ -83,3 +85,41 @@ def test_bad_input_is_a_400_naming_the_field(
     assert reply.status_code == 400, reply.text
     error = reply.json()["error"]
     assert error["param"] == param and words in error["message"]
+
+
+def test_each_ollama_host_is_asked_for_an_embedding_model_it_may_hold(
+    emulator: OllamaEmulator, make_router: RouterFactory
+) -> None:
+    config = fast_profile()
+    nomic = replace(config.models["qwen3:30b-a3b"], weights_bytes=27_000, digest="")
+    with OllamaEmulator(replace(config, models={"nomic-embed-text": nomic})) as second:
+        host = {"name": "gpu2", "base_url": second.base_url, "vram_bytes": 1 << 34, "ram_bytes": 0}
+        router = make_router(emulator.base_url, ollama_hosts=[host])
+        with httpx.Client(base_url=router.base_url, timeout=30) as http:
+            found = http.post("/v1/embeddings", json={"model": "nomic-embed-text", "input": "a"})
+            assert found.status_code == 200, found.text
+            assert found.json()["data"][0]["embedding"] == embed_text("a")
+            nowhere = http.post("/v1/embeddings", json={"model": "mxbai-embed", "input": "a"})
+        embeds = [r.json["model"] for r in second.requests if r.path == "/api/embed"]
+        assert embeds == ["nomic-embed-text", "mxbai-embed"]
+        main = [r.json["model"] for r in emulator.requests if r.path == "/api/embed"]
+        assert main == ["nomic-embed-text", "mxbai-embed"], "the main Ollama is asked first"
+    assert nowhere.status_code == 404
+    message = nowhere.json()["error"]["message"]
+    assert "pulled on none of the Ollama servers ollama, gpu2" in message
+    assert "ollama pull mxbai-embed" in message
+
+
+def test_a_model_of_models_yaml_is_embedded_on_its_own_host(
+    emulator: OllamaEmulator, make_router: RouterFactory
+) -> None:
+    with OllamaEmulator(fast_profile()) as second:
+        host = {"name": "gpu2", "base_url": second.base_url, "vram_bytes": 1 << 34, "ram_bytes": 0}
+        models = yaml.safe_load((REPO / "config" / "models.yaml").read_text())
+        models["models"][1]["backend"] = "gpu2"  # the coder runs on the second machine
+        router = make_router(emulator.base_url, models, ollama_hosts=[host])
+        body = {"model": "qwen2.5-coder:32b", "input": "def f(): pass"}
+        reply = httpx.post(router.base_url + "/v1/embeddings", json=body, timeout=30)
+        assert reply.status_code == 200, reply.text
+        assert [r.path for r in second.requests if r.path == "/api/embed"] == ["/api/embed"]
+    assert [r for r in emulator.requests if r.path == "/api/embed"] == []

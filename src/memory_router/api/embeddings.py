@@ -11,14 +11,14 @@ from __future__ import annotations
 import asyncio
 import base64
 from array import array
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from ..backends.ollama import OllamaBackend
-from ..errors import InvalidRequest, ModelNotFound
+from ..errors import BackendUnavailable, InvalidRequest, ModelNotFound
 from ..memory.service import MemoryService
 from ..service import RouterService
 from ..tokens import count_tokens
@@ -70,6 +70,47 @@ def _encode(vector: list[float], encoding: str) -> list[float] | str:
     return base64.b64encode(array("f", vector).tobytes()).decode()  # float32, as OpenAI sends
 
 
+def _hosts_for(service: RouterService, model: str) -> list[OllamaBackend]:
+    """The Ollama servers to ask for ``model``: its own host when models.yaml names it, else
+    every Ollama the router knows, the main one first."""
+    spec = service.spec(model)
+    own = service.backends.get(spec.backend) if spec is not None else None
+    if isinstance(own, OllamaBackend):
+        return [own]
+    hosts = [b for b in service.backends.values() if isinstance(b, OllamaBackend)]
+    return sorted(hosts, key=lambda backend: backend.name != "ollama")
+
+
+async def _ollama_embed(service: RouterService, model: str, texts: list[str]) -> dict[str, Any]:
+    """Ollama's ``/api/embed`` reply from the first host that has ``model`` pulled."""
+    hosts = _hosts_for(service, model)
+    if not hosts:
+        raise ModelNotFound(
+            f"embedding model {model!r} would come from Ollama, which is not running here: use "
+            f"{service.virtual_model!r} (the router's own {LOCAL_MODEL})",
+            param="model",
+        )
+    if len(hosts) == 1:
+        return await hosts[0].embed(model, texts)
+    missing: list[str] = []
+    down: list[BackendUnavailable] = []
+    for backend in hosts:
+        try:
+            return await backend.embed(model, texts)
+        except ModelNotFound:
+            missing.append(backend.name)
+        except BackendUnavailable as exc:
+            down.append(exc)
+    if not missing:
+        raise down[0]
+    silent = f" ({len(down)} more did not answer)" if down else ""
+    raise ModelNotFound(
+        f"embedding model {model!r} is pulled on none of the Ollama servers "
+        f"{', '.join(missing)}{silent}: run `ollama pull {model}` on one of them",
+        param="model",
+    )
+
+
 @router.post("/v1/embeddings")
 async def embeddings(request: Request) -> Response:
     """Vectors for one or more texts, in OpenAI's shape."""
@@ -85,14 +126,7 @@ async def embeddings(request: Request) -> Response:
         tokens = sum(count_tokens(text) for text in texts)
         name = own.name.split(" (")[0]  # "all-MiniLM-L6-v2 (onnx int8)": the model's name
     else:
-        backend = service.backends.get("ollama")
-        if not isinstance(backend, OllamaBackend):
-            raise ModelNotFound(
-                f"embedding model {body.model!r} would come from Ollama, which is not running "
-                f"here: use {service.virtual_model!r} (the router's own {LOCAL_MODEL})",
-                param="model",
-            )
-        reply = await backend.embed(body.model, texts)
+        reply = await _ollama_embed(service, body.model, texts)
         vectors = reply.get("embeddings") or []
         tokens = int(reply.get("prompt_eval_count") or 0)
         name = body.model
