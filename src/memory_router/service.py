@@ -124,7 +124,8 @@ class RouterService:
         log_settings = self.settings.config.logging
         if log_settings.decision_log.enabled:
             self.decision_log = DecisionLog(log_settings.decision_log, log_settings.log_prompts)
-        if self.embedded_fallback and self.settings.config.ollama.enabled:
+        config = self.settings.config
+        if self.embedded_fallback and (config.ollama.enabled or config.ollama_hosts):
             self._spawn(self._await_ollama())
 
     def _spawn(self, coro: Any) -> None:
@@ -133,21 +134,29 @@ class RouterService:
         task.add_done_callback(self._tasks.discard)
 
     async def _await_ollama(self) -> None:
-        """While the embedded fallback serves, ask for Ollama every ``routing.poll_s``; once it
-        answers, route to the configured models as if it had answered at start-up."""
+        """While the embedded fallback serves, ask every ``routing.poll_s`` for Ollama and for
+        each ``ollama_hosts`` entry; once one answers, route to the configured models as if it
+        had answered at start-up."""
         from .backends.ollama import OllamaBackend
 
         config = self.settings.config.ollama
+        hosts = [b for b in self.backends.values() if isinstance(b, OllamaBackend)]
         while True:
             await asyncio.sleep(self.routing.poll_s)
-            backend = OllamaBackend(config)
+            main = OllamaBackend(config) if config.enabled else None
+            answered = [backend for backend in (main, *hosts) if backend is not None]
             try:
-                if (await backend.status(timeout=config.connect_timeout_s)).answers:
-                    break
+                statuses = [await backend.status() for backend in answered]
             except Exception as exc:  # keep asking: the fallback must not stop looking
                 log.warning("ollama_probe_failed", error=repr(exc))
-            await backend.aclose()
-        self.backends[backend.name] = backend
+                statuses = []
+            answered = [b for b, status in zip(answered, statuses, strict=False) if status.answers]
+            if answered:
+                break
+            if main is not None:
+                await main.aclose()
+        if main is not None:
+            self.backends[main.name] = main  # kept even if silent, as at start-up
         catalog = [spec for spec in self.settings.models.models if spec.backend in self.backends]
         monitor = ResidencyMonitor(self.routing, catalog, self.backends, self._budgets())
         await monitor.start()
@@ -155,9 +164,12 @@ class RouterService:
         self.catalog = catalog
         self.engine.catalog = list(catalog)
         self.embedded_fallback = False
+        where = ", ".join(
+            config.base_url if b is main else f"{b.name} ({b.base_url})" for b in answered
+        )
         self.notes = [
-            f"Ollama answered at {config.base_url} after start-up: the router left the embedded "
-            f"demo model and routes to the configured models"
+            f"Ollama answered at {where} after start-up: the router left the embedded demo model "
+            f"and routes to the configured models"
         ]
         log.warning("ollama_found", note=self.notes[0])
         if previous is not None:

@@ -11,10 +11,11 @@ from typing import Any
 import httpx
 import openai
 import pytest
+import yaml
 
 from memory_router.service import RouterService
 from memory_router.settings import load_settings
-from tests.conftest import free_socket, write_config
+from tests.conftest import REPO, free_socket, write_config
 from tests.e2e.conftest import start_router, stop, wait_ready
 from tests.ollama_emulator import OllamaEmulator, fast_profile
 
@@ -97,5 +98,52 @@ def test_no_ollama_is_sought_when_the_configuration_disables_it(tmp_path: Path) 
             assert not service._tasks, "nothing polls an Ollama the user turned off"
         finally:
             await service.aclose()
+
+    asyncio.run(run())
+
+
+def test_an_ollama_host_that_comes_up_ends_the_fallback(tmp_path: Path) -> None:
+    """No main Ollama at all, one ``ollama_hosts`` machine that is down at start-up."""
+    nowhere = free_socket()
+    port = nowhere.getsockname()[1]
+    host = {
+        "name": "gpu2",
+        "base_url": f"http://127.0.0.1:{port}",
+        "connect_timeout_s": 1,
+        "vram_bytes": 16 * 1024**3,
+        "ram_bytes": 128 * 1024**3,
+    }
+    models = yaml.safe_load((REPO / "config" / "models.yaml").read_text())
+    for model in models["models"]:
+        model["backend"] = "gpu2"
+    server = {
+        "ollama": {"enabled": False},
+        "ollama_hosts": [host],
+        "embedded": {"mode": "auto", "n_ctx": 2048},
+        "routing": {"poll_s": 0.3, "warm_pinned": False},
+    }
+    settings = load_settings(write_config(tmp_path, server, models), environ={}, env_file=None)
+    emulator = OllamaEmulator(fast_profile(), port=port)
+
+    async def run() -> None:
+        service = RouterService(settings)
+        await service.start()
+        try:
+            assert service.embedded_fallback is True
+            nowhere.close()
+            # The emulator runs its own loop in a thread: started off this one.
+            await asyncio.to_thread(emulator.start)
+            for _ in range(100):
+                if "embedded" not in service.backends:
+                    break
+                await asyncio.sleep(0.1)
+            assert service.embedded_fallback is False
+            assert [spec.name for spec in service.catalog] == CONFIGURED
+            assert "gpu2" in service.notes[0] and "after start-up" in service.notes[0]
+            assert "embedded" not in service.backends, "the demo model was closed"
+            assert "ollama" not in service.backends, "the main Ollama stays off"
+        finally:
+            await service.aclose()
+            await asyncio.to_thread(emulator.stop)
 
     asyncio.run(run())
