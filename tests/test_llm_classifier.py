@@ -50,6 +50,17 @@ def chat(router: RouterThread, words: str) -> Any:
         )
 
 
+def classifier_counts(router: RouterThread) -> dict[str, float]:
+    """``memory_router_llm_classifier_requests_total`` by outcome, from ``/metrics``."""
+    text = httpx.get(router.base_url + "/metrics").text
+    prefix = f'memory_router_llm_classifier_requests_total{{model="{SMALL}",outcome="'
+    return {
+        line[len(prefix) :].split('"')[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(prefix)
+    }
+
+
 def test_the_model_reads_words_the_rules_leave_open(
     emu: OllamaEmulator, make_router: RouterFactory
 ) -> None:
@@ -87,6 +98,7 @@ def test_without_a_vote_the_same_words_route_as_before(
     assert "chat -> " in raw.headers["x-router-reason"]
     assert "LLM classifier" not in raw.headers["x-router-reason"]
     assert asked(emu) == []
+    assert "llm_classifier" not in httpx.get(router.base_url + "/metrics").text
 
 
 def test_decisive_requests_never_ask(emu: OllamaEmulator, make_router: RouterFactory) -> None:
@@ -108,6 +120,9 @@ def test_an_answer_that_names_no_class_is_kept_and_said(
     assert "chat -> " in reason
     chat(router, OPEN)
     assert len(asked(emu)) == 1
+    emu.enqueue(Script("implement"), Script("ok"))
+    chat(router, "the exports since the upgrade")
+    assert classifier_counts(router) == {"class": 1.0, "no_class": 1.0, "failed": 0.0}
 
 
 def test_a_slow_classifier_is_not_waited_for_and_then_left_alone(
@@ -124,6 +139,8 @@ def test_a_slow_classifier_is_not_waited_for_and_then_left_alone(
     # Within retry_after_s other open words are routed without asking.
     chat(router, "Something about the exports feels wrong since the upgrade")
     assert len(asked(emu)) == 1
+    counts = classifier_counts(router)
+    assert counts == {"class": 0.0, "no_class": 0.0, "failed": 1.0}
 
 
 def test_an_unpulled_classifier_model_does_not_fail_requests(

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping
 from contextlib import aclosing
 
@@ -56,8 +56,8 @@ class LlmClassifier:
         self.backends = backends  # the service's own map: it changes when Ollama arrives
         self.engine = engine
         self.votes: OrderedDict[str, TaskClass | None] = OrderedDict()
-        self.asked = 0
-        self.failed = 0
+        self.outcomes: Counter[str] = Counter()
+        """Times the model was asked, by outcome: "class", "no_class" or "failed"."""
         self._pending: dict[str, asyncio.Future[None]] = {}
         self._quiet_until = 0.0
         self._clock = clock
@@ -102,12 +102,11 @@ class LlmClassifier:
             done.set_result(None)
 
     async def _ask(self, backend: Backend, key: str) -> None:
-        self.asked += 1
         started = time.perf_counter()
         try:
             answer = await asyncio.wait_for(self._answer(backend, key), self.settings.timeout_s)
         except (RouterError, TimeoutError) as exc:
-            self.failed += 1
+            self.outcomes["failed"] += 1
             self._quiet_until = self._clock() + self.settings.retry_after_s
             error = (
                 f"no answer within {self.settings.timeout_s:g}s"
@@ -123,6 +122,7 @@ class LlmClassifier:
             )
             return
         vote = parse_vote(answer)
+        self.outcomes["class" if vote is not None else "no_class"] += 1
         self.votes[key] = vote
         while len(self.votes) > _KEPT:
             self.votes.popitem(last=False)

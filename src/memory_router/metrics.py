@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 if TYPE_CHECKING:
@@ -113,7 +113,7 @@ class _Live:
     def describe(self) -> list[Any]:
         return []  # read at collect time only: nothing to check at registration
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         service = self._service()
         monitor = service.monitor
         in_flight = GaugeMetricFamily(
@@ -135,3 +135,13 @@ class _Live:
         )
         fallback.add_metric([], 1 if service.embedded_fallback else 0)
         yield from (in_flight, resident, fallback)
+        if service.classifier is not None:
+            asked = CounterMetricFamily(
+                f"{_PREFIX}_llm_classifier_requests",
+                "Times the LLM classifier was asked, by outcome (class, no_class, failed)",
+                labels=["model", "outcome"],
+            )
+            for outcome in ("class", "no_class", "failed"):
+                count = service.classifier.outcomes[outcome]
+                asked.add_metric([service.classifier.model, outcome], count)
+            yield asked
