@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from memory_router.cli import app
 from memory_router.errors import RouterError
 from tests.conftest import REPO, RouterFactory, free_socket, write_config
-from tests.ollama_emulator import OllamaEmulator
+from tests.ollama_emulator import OllamaEmulator, Script
 
 runner = CliRunner()
 
@@ -165,6 +165,29 @@ def test_status_shows_what_a_running_router_serves_and_holds(
     # The emulator's models are 10,000 times smaller than the real ones: 3.5 MB at 32k.
     assert cells[3] == "4 MB at num_ctx 32768" and cells[4:6] == ["0", "1"]
     assert "llama4:16x17b" in rows and rows["llama4:16x17b"].count(" - ") >= 1
+
+
+def test_status_reports_the_llm_classifier(
+    emulator: OllamaEmulator, make_router: RouterFactory
+) -> None:
+    llm = {"model": "qwen3:30b-a3b", "timeout_s": 5}  # a pulled model stands in for a small one
+    router = make_router(
+        emulator.base_url, routing={"classifier": {"embedding": False, "llm": llm}}
+    )
+    emulator.enqueue(Script("analyze"), Script("ok"), Script("no idea"), Script("ok"))
+    for words in ("the invoice totals when currencies differ", "the exports after the upgrade"):
+        body = {"model": "cline-memory-router", "messages": [{"role": "user", "content": words}]}
+        assert httpx.post(router.base_url + "/v1/chat/completions", json=body).status_code == 200
+    result = runner.invoke(
+        app,
+        ["status", "--url", router.base_url, "--config-dir", str(router.settings.config_dir)],
+        env={"COLUMNS": "200"},
+    )
+    assert result.exit_code == 0, result.output
+    assert (
+        "LLM classifier qwen3:30b-a3b: asked 2 times, 1 answers named a class, 1 named none, "
+        "0 failed" in result.output
+    )
 
 
 def test_status_says_when_no_router_answers(tmp_path: Path) -> None:

@@ -58,6 +58,8 @@ def _metrics(text: str) -> dict[str, dict[str, float]]:
             elif sample.name == "memory_router_tokens_total":
                 kind = sample.labels["kind"]
                 row[kind] = row.get(kind, 0) + sample.value
+            elif sample.name == "memory_router_llm_classifier_requests_total":
+                row[f"classifier_{sample.labels['outcome']}"] = sample.value
     return out
 
 
@@ -116,3 +118,13 @@ def status(
             f"{row.get('prompt', 0):.0f} / {row.get('completion', 0):.0f}",
         )
     console.print(table)
+    for model, row in seen.items():
+        if "classifier_class" in row:
+            named, none, failed = (
+                round(row.get(f"classifier_{outcome}", 0))
+                for outcome in ("class", "no_class", "failed")
+            )
+            console.print(
+                f"LLM classifier {model}: asked {named + none + failed} times, {named} answers "
+                f"named a class, {none} named none, {failed} failed"
+            )
