@@ -190,6 +190,24 @@ def test_status_reports_the_llm_classifier(
     )
 
 
+def test_status_asks_for_the_key_a_router_wants(
+    emulator: OllamaEmulator, make_router: RouterFactory, tmp_path: Path
+) -> None:
+    router = make_router(emulator.base_url, server={"api_keys": ["sesame"]})
+    config = write_config(tmp_path / "other", {"embedded": {"mode": "never"}})  # no keys here
+    command = ["status", "--url", router.base_url, "--config-dir", str(config)]
+    refused = runner.invoke(app, command, env={"COLUMNS": "200"})
+    assert isinstance(refused.exception, RouterError)
+    assert "did not accept a request without an API key" in refused.exception.message
+    assert "--api-key" in refused.exception.message
+    wrong = runner.invoke(app, [*command, "--api-key", "nope"], env={"COLUMNS": "200"})
+    assert isinstance(wrong.exception, RouterError)
+    assert "did not accept the API key given" in wrong.exception.message
+    accepted = runner.invoke(app, [*command, "--api-key", "sesame"], env={"COLUMNS": "200"})
+    assert accepted.exit_code == 0, accepted.output
+    assert f"router {router.base_url}: ready" in accepted.output
+
+
 def test_status_says_when_no_router_answers(tmp_path: Path) -> None:
     config = write_config(tmp_path / "config", {"embedded": {"mode": "never"}})
     sock = free_socket()  # bound, not listening

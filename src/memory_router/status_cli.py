@@ -76,6 +76,10 @@ def status(
         str | None,
         typer.Option(help="The router's base URL (default: host and port from the config)."),
     ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(help="A key the router accepts (default: the first of server.api_keys)."),
+    ] = None,
 ) -> None:
     """What a running router serves: backends, models, what is resident and in flight."""
     from rich.console import Console
@@ -84,10 +88,17 @@ def status(
     settings = load_settings(config_dir)
     server = settings.config.server
     base = (url or f"http://{server.host}:{server.port}").rstrip("/")
-    key = server.api_keys[0].get_secret_value() if server.api_keys else None
+    key = api_key or (server.api_keys[0].get_secret_value() if server.api_keys else None)
     code, body = _get(base, "/ready", key)
     ready: dict[str, Any] = json.loads(body)
-    models = json.loads(_get(base, "/v1/models", key)[1])["data"]
+    listed, body = _get(base, "/v1/models", key)
+    if listed == 401:
+        raise RouterError(
+            f"the router at {base} did not accept "
+            + ("the API key given" if key else "a request without an API key")
+            + ": pass one of its keys with --api-key (or set ROUTER_API_KEYS as it has them)"
+        )
+    models = json.loads(body)["data"]
     seen = _metrics(_get(base, "/metrics", key)[1].decode())
 
     console = Console()
