@@ -8,7 +8,11 @@
    separately, without sight of the rules: the first (``holdout/``) was measured once, then
    its list of misses informed a round of general fixes (other languages, question marks), so
    it is no longer clean; the second (``holdout2/``) has not been used for any change.
-2. Decision latency of ``RoutingEngine.decide`` on a 20,000-token Cline request, the embedder
+2. What the optional LLM classifier could change: on each set, how many requests it would be
+   asked about (the cheap signals leave their class open), and the accuracy if it always
+   answered with the true class (the most it can add) or always with a wrong one (the most it
+   can take away). No model runs: these bound any classifier model, without the example vote.
+3. Decision latency of ``RoutingEngine.decide`` on a 20,000-token Cline request, the embedder
    loaded, against a ``View`` of the reference machine with the coder resident:
    - ``turn``: a Cline tool loop as it happens: each decision sees the 20,000-token request
      with one new tool call and its result appended (everything else is in the token cache);
@@ -40,8 +44,10 @@ from tests.ollama_emulator import reference_profile  # noqa: E402
 from tests.routing_eval import load_cases, long_cline_request, request_tokens  # noqa: E402
 
 from memory_router.routing.engine import ExampleIndex, RoutingEngine  # noqa: E402
+from memory_router.routing.llm_vote import vote_key  # noqa: E402
 from memory_router.routing.policy import View  # noqa: E402
 from memory_router.routing.residency import Budget, Profile, Resident, Snapshot  # noqa: E402
+from memory_router.routing.signals import read_signals  # noqa: E402
 from memory_router.settings import TASK_CLASSES, load_settings  # noqa: E402
 from memory_router.wire.openai import ChatCompletionRequest, parse_request  # noqa: E402
 
@@ -100,6 +106,34 @@ def accuracy(examples: ExampleIndex | None, cases: list[Any]) -> dict[str, Any]:
         "per_class": per_class,
         "confusion": {f"{label}->{got}": n for (label, got), n in sorted(confusion.items())},
         "wrong": wrong,
+    }
+
+
+def _wrong(label: str) -> str:
+    return "chat" if label != "chat" else "implement"
+
+
+def llm_bounds(cases: list[Any]) -> dict[str, Any]:
+    """Accuracy with a perfect and with an always-wrong LLM vote, and how often it is asked."""
+    asked = 0
+    right = {"perfect": 0, "wrong": 0}
+    for case in cases:
+        request = parse_request(ChatCompletionRequest, case.body)
+        signals = read_signals(request)
+        for kind, vote in (("perfect", case.label), ("wrong", _wrong(case.label))):
+            routing = engine(None)
+            routing.votes = {vote_key(signals.human_text): vote}
+            routing.vote_model = f"{kind} vote"
+            decision = routing.decide(request, View(), remember=False)
+            right[kind] += decision.signals["class"] == case.label
+        first = engine(None).cheap(signals)
+        asked += bool(signals.human_text) and not first.decisive
+    total = len(cases)
+    return {
+        "cases": total,
+        "asked": asked,
+        "perfect_vote_accuracy": right["perfect"] / total,
+        "wrong_vote_accuracy": right["wrong"] / total,
     }
 
 
@@ -195,6 +229,19 @@ def main() -> None:
             continue
         for miss in result["wrong"]:
             print(f"  miss {miss['id']}: {miss['label']} -> {miss['got']} ({miss['why']})")
+
+    print("\n## the LLM classifier's reach (cheap signals, no example vote)")
+    print("| set | cases | asked | accuracy, no vote | perfect vote | always-wrong vote |")
+    print("|---|---|---|---|---|---|")
+    for set_name, cases in sets.items():
+        bounds = llm_bounds(cases)
+        bounds["no_vote_accuracy"] = results[f"{set_name}, cheap signals only"]["accuracy"]
+        results[f"{set_name}, LLM classifier bounds"] = bounds
+        print(
+            f"| {set_name} | {bounds['cases']} | {bounds['asked']} | "
+            f"{bounds['no_vote_accuracy']:.1%} | {bounds['perfect_vote_accuracy']:.1%} | "
+            f"{bounds['wrong_vote_accuracy']:.1%} |"
+        )
 
     timing = latency(examples, args.turns, args.tokens)
     results["latency"] = timing
