@@ -85,6 +85,11 @@ def test_routing(tmp_path: Path) -> None:
     assert blind["cases"] >= 90 and 0 < blind["accuracy"] <= 1
     assert "wrong" not in blind  # the blind set's misses are never written
     assert figures["latency"]["turn"]["n"] == 3 and figures["latency"]["turn"]["p50_ms"] > 0
+    bounds = figures["second held-out set, LLM classifier bounds"]
+    assert 0 < bounds["asked"] < bounds["cases"] == blind["cases"]
+    # A vote matters only where it is asked: the perfect one can only help, the wrong one hurt.
+    assert bounds["wrong_vote_accuracy"] <= bounds["no_vote_accuracy"]
+    assert bounds["no_vote_accuracy"] <= bounds["perfect_vote_accuracy"]
 
 
 @pytest.mark.parametrize("sessions", [1, 2])
