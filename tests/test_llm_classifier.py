@@ -17,8 +17,10 @@ import pytest
 from memory_router.routing.llm_vote import SYSTEM
 from tests.conftest import RouterFactory, RouterThread
 from tests.ollama_emulator import OllamaEmulator, Script, fast_profile
+from tests.test_ollama_emulator import quick_reference
 
 SMALL = "qwen3:0.6b"
+CODER = "qwen2.5-coder:32b"
 OPEN = "Something is off with the invoice totals when currencies differ"
 """Words the cheap signals leave open: no rule, no keyword (routed as chat without a vote)."""
 
@@ -194,3 +196,30 @@ def test_a_classifier_on_an_ollama_host_of_its_own_is_asked_there(
         assert [r.json["model"] for r in cpu.requests if r.path == "/api/chat"] == [SMALL]
         assert asked(emu) == []
         assert httpx.get(router.base_url + "/ready").status_code == 200
+
+
+@pytest.mark.parametrize("cpu_only", [True, False])
+def test_on_the_cpu_the_classifier_never_evicts_the_model_it_routes_to(
+    make_router: RouterFactory, cpu_only: bool
+) -> None:
+    """The reference GPU holds one big model; the coder is loaded (as if just used)."""
+    config = quick_reference()
+    small = replace(config.models["qwen3:30b-a3b"], weights_bytes=500_000_000, digest="")
+    config = replace(config, models={**config.models, SMALL: small})
+    with OllamaEmulator(config) as emu:
+        loaded = {"model": CODER, "messages": [], "options": {"num_ctx": 32768}}
+        assert httpx.post(emu.base_url + "/api/chat", json=loaded, timeout=30).status_code == 200
+        router = classifier_router(make_router, emu, cpu_only=cpu_only)
+        emu.enqueue(Script("implement"), Script("done"))
+        raw = chat(router, OPEN)
+        [sent] = asked(emu)
+        ps = {m["name"]: m for m in httpx.get(emu.base_url + "/api/ps").json()["models"]}
+    assert "reads the user's words as implement" in raw.headers["x-router-reason"]
+    if cpu_only:
+        assert sent["options"]["num_gpu"] == 0
+        assert emu.unloads == [], "the coder stays on the GPU beside the classifier"
+        assert raw.headers["x-router-model"] == CODER
+        assert ps[SMALL]["size_vram"] == 0 and CODER in ps
+    else:
+        assert "num_gpu" not in sent["options"]
+        assert (CODER, "evicted") in emu.unloads, "on the GPU the classifier takes the room"

@@ -237,6 +237,21 @@ def test_a_second_model_evicts_the_first_on_the_reference_gpu(
     assert entry["size_vram"] == 16 * 1024**3 < entry["size"]  # spilled to RAM
 
 
+def test_num_gpu_zero_loads_on_the_cpu_beside_a_full_gpu(
+    emu: OllamaEmulator, client: httpx.Client
+) -> None:
+    chat(client, CODER)  # fills the GPU and spills to RAM
+    chat(client, QWEN3, options={"num_gpu": 0})
+    assert set(ps(client)) == {CODER, QWEN3} and emu.unloads == []
+    assert ps(client)[QWEN3]["size_vram"] == 0
+    assert ps(client)[CODER]["size_vram"] == 16 * 1024**3
+    # Asked for without num_gpu the model reloads, and on the GPU it needs the coder's room.
+    chat(client, QWEN3)
+    assert [(e.model, e.reason) for e in emu.loads][-1] == (QWEN3, "num_gpu_change")
+    assert emu.unloads == [(QWEN3, "num_gpu_change"), (CODER, "evicted")]
+    assert list(ps(client)) == [QWEN3] and ps(client)[QWEN3]["size_vram"] > 0
+
+
 @pytest.mark.parametrize(
     ("qwen_keep", "coder_keep", "evicted"),
     [("10m", "2m", CODER), ("2m", "10m", QWEN3), ("5m", "5m", CODER), (-1, "24h", CODER)],

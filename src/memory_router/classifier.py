@@ -135,14 +135,16 @@ class LlmClassifier:
         )
 
     async def _answer(self, backend: Backend, key: str) -> str:
+        ollama = backend.kind == "ollama"
         call = ChatCall(
             model=self.model,
             messages=[ChatMessage(**message) for message in vote_messages(key)],
             stream=False,
             sampling=Sampling(max_tokens=_MAX_TOKENS, temperature=0.0),
-            think=False if backend.kind == "ollama" else None,
-            num_ctx=_NUM_CTX if backend.kind == "ollama" else None,
-            keep_alive=self.settings.keep_alive if backend.kind == "ollama" else None,
+            think=False if ollama else None,
+            num_ctx=_NUM_CTX if ollama else None,
+            keep_alive=self.settings.keep_alive if ollama else None,
+            num_gpu=0 if ollama and self.settings.cpu_only else None,
         )
         pieces: list[str] = []
         async with aclosing(backend.chat(call)) as events:

@@ -194,6 +194,9 @@ class LlmClassifierSettings(_Strict):
     keep_alive: KeepAlive = "30m"
     retry_after_s: float = Field(30.0, ge=0)
     """After a failure the model is not asked again for this long."""
+    cpu_only: bool = True
+    """On Ollama, run it on the CPU (``num_gpu: 0``): loading it then never evicts a model
+    from the GPU."""
 
     _keep_alive = field_validator("keep_alive")(_check_keep_alive)
 

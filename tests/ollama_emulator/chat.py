@@ -135,6 +135,7 @@ class GenerationEndpoints:
         options = body.get("options") or {}
         num_ctx = int(options.get("num_ctx") or self.ctx.config.default_num_ctx)
         num_ctx = max(min(num_ctx, spec.context_length), 1)
+        cpu = options.get("num_gpu") == 0  # no layers on the GPU: the model runs on the CPU
         empty = not body.get("messages") if chat else not body.get("prompt")
         if empty and keep_alive == 0:
             self.ctx.recorder.add_unload_request(model, self.ctx.scheduler.in_flight(model))
@@ -149,7 +150,7 @@ class GenerationEndpoints:
             )
         self.ctx.active += 1
         try:
-            return await self._run(request, body, script, chat, num_ctx, keep_alive, started)
+            return await self._run(request, body, script, chat, num_ctx, keep_alive, started, cpu)
         finally:
             self.ctx.active -= 1
 
@@ -172,10 +173,11 @@ class GenerationEndpoints:
         num_ctx: int,
         keep_alive: float,
         started: float,
+        cpu: bool = False,
     ) -> web.StreamResponse:
         model: str = body["model"]
         try:
-            lease = await self.ctx.scheduler.acquire(model, num_ctx, keep_alive)
+            lease = await self.ctx.scheduler.acquire(model, num_ctx, keep_alive, cpu)
         except NoFitError as exc:
             return error_response(500, str(exc))
         except asyncio.CancelledError:

@@ -166,7 +166,8 @@ class RecordedRequest:
 
 @dataclass(frozen=True)
 class LoadEvent:
-    """A runner load: ``reason`` is "cold" (not loaded) or "num_ctx_change" (reload)."""
+    """A runner load: ``reason`` is "cold" (not loaded), "num_ctx_change" or "num_gpu_change"
+    (a reload with other options)."""
 
     model: str
     num_ctx: int

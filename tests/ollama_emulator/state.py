@@ -111,6 +111,8 @@ class Runner:
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     failed: bool = False
     unload_when_idle: bool = False
+    cpu: bool = False
+    """Loaded with ``num_gpu: 0``: nothing on the GPU."""
 
     @property
     def loading(self) -> bool:
@@ -188,9 +190,15 @@ class Scheduler:
         ram = sum(r.size - r.size_vram for r in self.runners.values())
         return self.config.vram_bytes - vram, self.config.ram_bytes - ram
 
-    def _place(self, size: int) -> int | None:
-        """Bytes of ``size`` that go to VRAM if it can be loaded now, else None."""
+    def _place(self, size: int, cpu: bool = False) -> int | None:
+        """Bytes of ``size`` that go to VRAM if it can be loaded now, else None.
+
+        ``cpu`` (``num_gpu: 0``): Ollama offers the load no GPU at all (``server/sched.go``),
+        and with no layers asked for the GPU its fit check looks at system memory only
+        (``llm/server.go``, ``verifyLayout``), so the model loads beside others in RAM."""
         free_vram, free_ram = self.free()
+        if cpu:
+            return 0 if size <= free_ram else None
         if self.runners and self.config.strict_gpu_fit:
             return size if size <= free_vram else None
         on_gpu = max(min(size, free_vram), 0)
@@ -224,12 +232,14 @@ class Scheduler:
         runner = self.runners.get(model)
         return runner.refcount if runner else 0
 
-    async def acquire(self, model: str, num_ctx: int, keep_alive: float) -> Lease:
+    async def acquire(
+        self, model: str, num_ctx: int, keep_alive: float, cpu: bool = False
+    ) -> Lease:
         """Get a ready runner for ``model`` at ``num_ctx``, loading (and evicting) as needed.
 
         Raises NoFitError when the model cannot fit even on an empty machine."""
         while True:
-            runner, load_info = await self._schedule(model, num_ctx, keep_alive)
+            runner, load_info = await self._schedule(model, num_ctx, keep_alive, cpu)
             if load_info is not None:
                 await self._load(runner, *load_info)
                 return Lease(runner, loaded=True)
@@ -243,7 +253,7 @@ class Scheduler:
             runner.refcount -= 1  # the load was aborted: start over
 
     async def _schedule(
-        self, model: str, num_ctx: int, keep_alive: float
+        self, model: str, num_ctx: int, keep_alive: float, cpu: bool = False
     ) -> tuple[Runner, tuple[str, list[str]] | None]:
         """Decide, one request at a time, which runner serves; reserve it (refcount + 1)."""
         spec = self.config.models[model]
@@ -254,21 +264,24 @@ class Scheduler:
             while True:
                 self.expire_due()
                 current = self.runners.get(model)
-                if current is not None and current.num_ctx == num_ctx:
+                if current is not None and current.num_ctx == num_ctx and current.cpu == cpu:
                     current.refcount += 1
                     current.keep_alive = keep_alive
                     current.expires_at = None
                     current.unload_when_idle = False
                     return current, None
                 victim: Runner | None
-                if current is not None:
-                    victim, reason = current, "num_ctx_change"
+                if current is not None:  # Ollama reloads for a new num_ctx or num_gpu
+                    victim = current
+                    reason = "num_ctx_change" if current.num_ctx != num_ctx else "num_gpu_change"
                 elif len(self.runners) >= self.config.max_loaded_models:
                     victim = self._victim()
                 else:
-                    on_gpu = self._place(size)
+                    on_gpu = self._place(size, cpu)
                     if on_gpu is not None:
-                        return self._reserve(model, num_ctx, size, on_gpu, keep_alive), (
+                        runner = self._reserve(model, num_ctx, size, on_gpu, keep_alive)
+                        runner.cpu = cpu
+                        return runner, (
                             reason,
                             evicted,
                         )
@@ -280,7 +293,7 @@ class Scheduler:
                     continue
                 if victim.model != model:
                     evicted.append(victim.model)
-                self._unload(victim, "evicted" if victim.model != model else "num_ctx_change")
+                self._unload(victim, "evicted" if victim.model != model else reason)
 
     def _reserve(
         self, model: str, num_ctx: int, size: int, on_gpu: int, keep_alive: float

@@ -52,6 +52,8 @@ class ChatCall:
     think: bool | str | None = None
     num_ctx: int | None = None
     keep_alive: KeepAlive | None = None
+    num_gpu: int | None = None
+    """Layers Ollama puts on the GPU; 0 runs the model on the CPU alone (None: Ollama picks)."""
 
 
 @dataclass(slots=True)

@@ -166,6 +166,8 @@ def chat_body(call: ChatCall) -> dict[str, Any]:
     if fmt is not None:
         body["format"] = fmt
     options = _options(call.sampling, call.num_ctx)
+    if call.num_gpu is not None:
+        options["num_gpu"] = call.num_gpu
     if options:
         body["options"] = options
     if call.keep_alive is not None:
