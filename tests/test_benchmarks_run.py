@@ -92,6 +92,14 @@ def test_routing(tmp_path: Path) -> None:
     assert bounds["no_vote_accuracy"] <= bounds["perfect_vote_accuracy"]
 
 
+def test_llm_classifier(tmp_path: Path) -> None:
+    out = tmp_path / "llm_classifier.json"
+    run_bench("llm_classifier.py", "--texts", "3", "--json", str(out))
+    figures = read(out)
+    assert figures["texts"] == 3 and sum(figures["outcomes"].values()) == 3
+    assert figures["asked_p50_ms"] > figures["kept_p50_ms"] > 0
+
+
 @pytest.mark.parametrize("sessions", [1, 2])
 def test_residency_and_its_oracle(tmp_path: Path, sessions: int) -> None:
     out = tmp_path / "residency.json"
