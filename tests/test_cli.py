@@ -35,6 +35,18 @@ def test_route_explains_a_cline_request(tmp_path: Path) -> None:
     }
 
 
+def test_route_says_the_llm_classifier_was_not_asked(tmp_path: Path) -> None:
+    server = {"embedded": {"mode": "never"}, "routing": {"classifier": {"llm": {"model": "q:1b"}}}}
+    config = write_config(tmp_path / "config", server)
+    request = tmp_path / "request.json"
+    words = "Something is off with the invoice totals when currencies differ"
+    request.write_text(json.dumps({"messages": [{"role": "user", "content": words}]}))
+    result = runner.invoke(app, ["route", str(request), "--config-dir", str(config), "--offline"])
+    assert result.exit_code == 0, result.output
+    reasons = json.loads(result.output)["reasons"]
+    assert "no answer from the LLM classifier q:1b for these words" in reasons
+
+
 def test_route_offline_keeps_the_capabilities_models_yaml_states(tmp_path: Path) -> None:
     models = yaml.safe_load((REPO / "config" / "models.yaml").read_text("utf-8"))
     for spec in models["models"]:
