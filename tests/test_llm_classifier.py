@@ -157,6 +157,10 @@ def test_an_unpulled_classifier_model_does_not_fail_requests(
         r for r in emu.requests if r.path == "/api/chat" and r.json["model"] == "tinyllama:1.1b"
     ]
     assert len(tried) == 1, "after the 404 it is left alone for retry_after_s"
+    notes = httpx.get(router.base_url + "/ready").json()["notes"]
+    [note] = [n for n in notes if "LLM classifier" in n]
+    assert note.startswith("the LLM classifier tinyllama:1.1b failed (")
+    assert "ollama pull tinyllama:1.1b" in note and "routed without it for another" in note
 
 
 def test_explain_never_calls_the_classifier_but_shows_its_kept_answer(
@@ -195,7 +199,9 @@ def test_a_classifier_on_an_ollama_host_of_its_own_is_asked_there(
         assert "reads the user's words as implement" in raw.headers["x-router-reason"]
         assert [r.json["model"] for r in cpu.requests if r.path == "/api/chat"] == [SMALL]
         assert asked(emu) == []
-        assert httpx.get(router.base_url + "/ready").status_code == 200
+        ready = httpx.get(router.base_url + "/ready")
+        assert ready.status_code == 200
+        assert not [n for n in ready.json()["notes"] if "LLM classifier" in n]
 
 
 @pytest.mark.parametrize("cpu_only", [True, False])
@@ -223,3 +229,14 @@ def test_on_the_cpu_the_classifier_never_evicts_the_model_it_routes_to(
     else:
         assert "num_gpu" not in sent["options"]
         assert (CODER, "evicted") in emu.unloads, "on the GPU the classifier takes the room"
+
+
+def test_a_classifier_whose_backend_is_not_running_is_named_in_ready(
+    emu: OllamaEmulator, make_router: RouterFactory
+) -> None:
+    router = classifier_router(make_router, emu, backend="embedded")  # embedded mode: never
+    raw = chat(router, OPEN)
+    assert raw.http_response.status_code == 200
+    assert f"no answer from the LLM classifier {SMALL}" in raw.headers["x-router-reason"]
+    notes = httpx.get(router.base_url + "/ready").json()["notes"]
+    assert f"the LLM classifier {SMALL} is not asked: its backend embedded is not running" in notes

@@ -60,6 +60,7 @@ class LlmClassifier:
         """Times the model was asked, by outcome: "class", "no_class" or "failed"."""
         self._pending: dict[str, asyncio.Future[None]] = {}
         self._quiet_until = 0.0
+        self._last_error = ""
         self._clock = clock
         self._warned_missing = False
         engine.votes = self.votes
@@ -101,6 +102,21 @@ class LlmClassifier:
             del self._pending[key]
             done.set_result(None)
 
+    def note(self) -> str | None:
+        """What ``/ready`` should say while the model is not being asked, else None."""
+        if self.settings.backend not in self.backends:
+            return (
+                f"the LLM classifier {self.model} is not asked: its backend "
+                f"{self.settings.backend} is not running"
+            )
+        left = self._quiet_until - self._clock()
+        if left > 0:
+            return (
+                f"the LLM classifier {self.model} failed ({self._last_error}): requests are "
+                f"routed without it for another {left:.0f} s"
+            )
+        return None
+
     async def _ask(self, backend: Backend, key: str) -> None:
         started = time.perf_counter()
         try:
@@ -113,6 +129,7 @@ class LlmClassifier:
                 if isinstance(exc, TimeoutError)
                 else str(exc)
             )
+            self._last_error = error
             log.warning(
                 "llm_classifier_failed",
                 model=self.model,

@@ -524,4 +524,7 @@ class RouterService:
                 continue
             missing.extend(m for m in wanted if m not in present and f"{m}:latest" not in present)
         ready = any(status.answers for status in statuses) and not missing
-        return Readiness(ready, statuses, missing, self.embedded_fallback, list(self.notes))
+        notes = list(self.notes)
+        if self.classifier is not None and (note := self.classifier.note()):
+            notes.append(note)
+        return Readiness(ready, statuses, missing, self.embedded_fallback, notes)
