@@ -63,12 +63,12 @@ def percentile(values: list[float], q: float) -> float:
 
 async def run(count: int) -> dict[str, Any]:
     settings = load_settings(REPO / "config", environ={}, env_file=None)
-    engine = RoutingEngine(
-        settings.models.models, settings.config.routing, settings.models.reserved_output_tokens
-    )
+    llm = LlmClassifierSettings(model=EMBEDDED_MODEL, backend="embedded", timeout_s=60)
+    classifying = settings.config.routing.classifier.model_copy(update={"llm": llm})
+    routing = settings.config.routing.model_copy(update={"classifier": classifying})
+    engine = RoutingEngine(settings.models.models, routing, settings.models.reserved_output_tokens)
     backend = EmbeddedBackend(EmbeddedSettings(n_ctx=4096))
     await backend.start()
-    llm = LlmClassifierSettings(model=EMBEDDED_MODEL, backend="embedded", timeout_s=60)
     classifier = LlmClassifier(llm, {"embedded": backend}, engine)
     try:
         texts = open_texts(count)

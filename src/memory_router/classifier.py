@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Callable, Mapping
 from contextlib import aclosing
 
@@ -28,7 +28,7 @@ from .events import TextDelta
 from .routing.engine import RoutingEngine
 from .routing.llm_vote import parse_vote, vote_key, vote_messages
 from .routing.signals import read_signals
-from .settings import LlmClassifierSettings, TaskClass
+from .settings import LlmClassifierSettings
 from .wire.openai import ChatCompletionRequest, ChatMessage
 
 __all__ = ["LlmClassifier"]
@@ -50,12 +50,12 @@ class LlmClassifier:
         engine: RoutingEngine,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        assert settings.model is not None
+        assert settings.model is not None and engine.votes is not None
         self.settings = settings
         self.model = settings.model
         self.backends = backends  # the service's own map: it changes when Ollama arrives
         self.engine = engine
-        self.votes: OrderedDict[str, TaskClass | None] = OrderedDict()
+        self.votes = engine.votes  # the engine looks the answers up: one table, shared
         self.outcomes: Counter[str] = Counter()
         """Times the model was asked, by outcome: "class", "no_class" or "failed"."""
         self._pending: dict[str, asyncio.Future[None]] = {}
@@ -63,19 +63,15 @@ class LlmClassifier:
         self._last_error = ""
         self._clock = clock
         self._warned_missing = False
-        engine.votes = self.votes
-        engine.vote_model = self.model
 
     async def prepare(self, request: ChatCompletionRequest) -> None:
         """Have the model read the request's words if the routing decision will want them."""
         signals = read_signals(request)
-        if not signals.human_text or self.engine.cheap(signals).decisive:
-            return
         key = vote_key(signals.human_text)
-        if not key:
+        if key in self.votes:  # asked already (a tool loop resends the words every turn)
+            self.votes[key] = self.votes.pop(key)  # the most recently used goes last
             return
-        if key in self.votes:
-            self.votes.move_to_end(key)
+        if not key or self.engine.cheap(signals).decisive:
             return
         pending = self._pending.get(key)
         if pending is not None:  # the same words are being read for another request
@@ -142,7 +138,7 @@ class LlmClassifier:
         self.outcomes["class" if vote is not None else "no_class"] += 1
         self.votes[key] = vote
         while len(self.votes) > _KEPT:
-            self.votes.popitem(last=False)
+            del self.votes[next(iter(self.votes))]
         log.debug(
             "llm_classifier",
             model=self.model,

@@ -106,9 +106,6 @@ def route(
         if live
         else "residency and Ollama's model capabilities not read (--offline)"
     )
-    llm = settings.config.routing.classifier.llm
-    if llm.model is not None:  # never asked here: the decision says where it would have been
-        service.engine.votes, service.engine.vote_model = {}, llm.model
     decision = service.decide_chat(request, remember=False)
     result = decision.as_dict()
     if note:

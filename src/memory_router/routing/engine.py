@@ -106,10 +106,11 @@ class RoutingEngine:
         self.reserved_output = reserved_output
         self.tokens = ContextEstimator()
         self.examples: ExampleIndex | None = None
-        self.votes: Mapping[str, TaskClass | None] | None = None
-        """The LLM classifier's answers per ``vote_key`` (None: it named no class), when one
-        is configured; the service asks it before ``decide``, never the engine."""
-        self.vote_model: str | None = None
+        self.vote_model = settings.classifier.llm.model
+        """The LLM classifier's model, when one is configured."""
+        self.votes: dict[str, TaskClass | None] | None = {} if self.vote_model else None
+        """Its answers per ``vote_key`` (None: it named no class); the service asks it before
+        ``decide`` (``classifier.LlmClassifier``), never the engine."""
         self._clock = clock
         self._sessions: OrderedDict[str, _Session] = OrderedDict()
         self._max_sessions = max_sessions
