@@ -358,6 +358,72 @@ def test_a_condensed_read_request_lapses_after_other_work() -> None:
     assert task_of(req) == "implement"
 
 
+def test_a_condensed_read_request_lapses_after_one_edit() -> None:
+    """Cline's condensing keeps the task and the last turn: one edit of a source file shows the
+    agent is past the start of the task, where the bank is read."""
+    task = user("<task>\nFollow your custom instructions. Add a --force flag to `sync`.\n</task>")
+    summary = {
+        "role": "assistant",
+        "content": "Summary so far: the bank was read; cli.py holds sync.",
+    }
+    edit = native_call("editor", '{"command": "str_replace", "path": "cli.py"}', "c1")
+    req = request(
+        task, summary, edit, {"role": "tool", "tool_call_id": "c1", "content": "ok"}, tools=TOOLS
+    )
+    assert task_of(req) == "implement"
+    xml = {
+        "role": "assistant",
+        "content": "<replace_in_file>\n<path>cli.py</path>\n<diff>x</diff>\n</replace_in_file>",
+    }
+    done = user("[replace_in_file for 'cli.py'] Result:\nsaved")
+    assert task_of(request(task, summary, xml, done)) == "implement"
+    # One look at a source file is not enough: the agent may still be about to read the bank.
+    look = native_call("read_file", '{"path": "cli.py"}', "c1")
+    req = request(
+        task, summary, look, {"role": "tool", "tool_call_id": "c1", "content": "x"}, tools=TOOLS
+    )
+    assert task_of(req) == "memory"
+
+
+CONTINUED = (
+    "\nThis session is being continued from a previous conversation that ran out of context. "
+    "The conversation is summarized below:\n1. Primary Request: add --force to sync...\n\n"
+    "Please continue the conversation from where we left it off without asking the user any "
+    "further questions. Continue with the last task that you were asked to work on.\n"
+)
+
+
+def test_after_clines_condensing_the_read_request_has_lapsed() -> None:
+    """Cline's summarize_task keeps the task and its first answer (here: reading the bank) and
+    answers the summary call with its continuation prompt; the agent goes on with the task."""
+    task = user("<task>\nFollow your custom instructions. Add a --force flag to `sync`.\n</task>")
+    first = native_call("read_file", '{"path": "memory-bank/activeContext.md"}', "c0")
+    summary = native_call("summarize_task", '{"context": "1. Primary Request: ..."}', "c9")
+    native = request(
+        task,
+        first,
+        summary,
+        {"role": "tool", "tool_call_id": "c9", "content": CONTINUED},
+        tools=TOOLS,
+    )
+    assert task_of(native) == "implement"
+    xml = request(
+        task,
+        {
+            "role": "assistant",
+            "content": "<read_file>\n<path>memory-bank/activeContext.md</path>\n</read_file>",
+        },
+        {
+            "role": "assistant",
+            "content": "<summarize_task>\n<context>...</context>\n</summarize_task>",
+        },
+        user("[summarize_task] Result:" + CONTINUED),
+    )
+    assert task_of(xml) == "implement"
+    # Before the summary, the same first answer leaves the read request standing.
+    assert task_of(request(task, first, tools=TOOLS)) == "memory"
+
+
 def test_an_imperative_after_a_comma_is_not_small_talk() -> None:
     assert task_of(request(user("good catch, fix it"))) == "implement"
 

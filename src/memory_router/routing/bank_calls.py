@@ -21,6 +21,7 @@ __all__ = [
     "NEUTRAL_TOOLS",
     "READ_TOOLS",
     "WRITE_TOOLS",
+    "XML_EDIT",
     "XML_WORK",
     "BankCall",
     "bank_path",
@@ -64,6 +65,7 @@ _XML_TOOLS = _KNOWN_TOOLS | _names(
     " fetch_instructions"
 )
 XML_WORK = re.compile(r"<(" + "|".join(sorted(_XML_TOOLS - NEUTRAL_TOOLS)) + r")>")
+XML_EDIT = re.compile(r"<(" + "|".join(sorted(_XML_TOOLS & WRITE_TOOLS)) + r")>")
 _XML_BLOCK = re.compile(r"<(" + "|".join(sorted(_XML_TOOLS)) + r")>(.*?)</\1>", re.DOTALL)
 _XML_PATH = re.compile(r"<path>\s*(.*?)\s*</path>", re.DOTALL)
 _XML_COMMAND = re.compile(r"<command>(.*?)</command>", re.DOTALL)

@@ -13,8 +13,11 @@ The phase of the current turn is the strongest (initialize > update > read > non
    words. "initialize memory bank" and "update memory bank" hold for the whole agent loop after
    the message (Cline explores the project to write the bank); "follow your custom
    instructions" (read) holds until the bank has been read in that loop and the agent has then
-   gone on to other tool work;
-2. memory-bank tool activity in the last ``_WINDOW`` assistant turns after that message: writing
+   gone on to other tool work (or, in a condensed conversation that no longer shows the reads,
+   until two turns of other work or one edit of a file outside the bank, and never past
+   Cline's continuation prompt after condensing);
+2. memory-bank tool activity in the last ``_WINDOW`` assistant turns after that message (and
+   after Cline's continuation prompt, if the conversation was condensed since): writing
    or editing a ``memory-bank/*.md`` file gives update, any other tool call that touches the
    memory bank (read, list, search, ``cat``) gives read, unless a later one of those turns did
    other work (the agent read the bank, then went on to a source file).
@@ -42,6 +45,8 @@ from ..wire.openai import ChatCompletionRequest, ChatMessage
 from .bank_calls import (
     BANK,
     NEUTRAL_TOOLS,
+    WRITE_TOOLS,
+    XML_EDIT,
     XML_WORK,
     BankCall,
     native_call,
@@ -64,6 +69,9 @@ Mode = Literal["plan", "act"]
 
 _STRENGTH: dict[Phase, int] = {"none": 0, "read": 1, "update": 2, "initialize": 3}
 _WINDOW = 2  # assistant turns whose memory-bank tool activity sets the phase
+# Cline's continuation prompt (``continuationPrompt``), the result of its ``summarize_task``
+# call: the conversation was condensed mid-task and goes on from the summary.
+_CONTINUED = "session is being continued from a previous conversation"
 _HUMAN_SCAN = 4000  # characters of the user's words searched for phrases (head and tail)
 
 # The user's phrases are found from their anchor, each "memory bank" mention, then the verb just
@@ -303,6 +311,7 @@ def read_memory_signals(request: ChatCompletionRequest) -> MemorySignals:
     # Calls that touch the bank (both styles), turns that do other tool work, native results.
     calls: list[BankCall] = []
     work: set[int] = set()
+    edits: set[int] = set()  # turns that write or edit a file outside the bank
     results: dict[str, int] = {}
     assistants: list[int] = []
     for index, message in enumerate(messages):
@@ -319,6 +328,8 @@ def read_memory_signals(request: ChatCompletionRequest) -> MemorySignals:
                 found.append(native_call(index, function.name, tool_call.id, arguments, workspace))
             elif function.name not in NEUTRAL_TOOLS:
                 work.add(index)
+                if function.name in WRITE_TOOLS:
+                    edits.add(index)
         if BANK in text_of(index):
             found += xml_calls(index, text_of(index), workspace)
         for call in found:
@@ -326,6 +337,8 @@ def read_memory_signals(request: ChatCompletionRequest) -> MemorySignals:
                 calls.append(call)
             elif not call.neutral:
                 work.add(index)
+                if call.tool in WRITE_TOOLS:
+                    edits.add(index)
 
     files_read: dict[str, None] = {}
     files_written: dict[str, None] = {}
@@ -349,11 +362,20 @@ def read_memory_signals(request: ChatCompletionRequest) -> MemorySignals:
             files_read.update(dict.fromkeys(p for p in call.reads if p in confirmed))
             files_written.update(dict.fromkeys(p for p in call.writes if p in confirmed))
 
+    # The last continuation after the user's words: what came before it was condensed away.
+    continued = next(
+        (
+            i
+            for i in range(len(messages) - 1, human, -1)
+            if messages[i].role != "assistant" and _CONTINUED in text_of(i)[:400]
+        ),
+        -1,
+    )
     reasons: list[str] = []
     if phrase == "read":
         # A read request lapses once the bank was read and the agent went on to other work.
         touched = {call.message for call in calls}
-        read_seen = moved_on = False
+        read_seen = moved_on = edited = False
         other_work = 0  # turns of other tool work since the message, bank reads or not
         for index in assistants:
             if index <= human:
@@ -363,11 +385,16 @@ def read_memory_signals(request: ChatCompletionRequest) -> MemorySignals:
             elif index in work or XML_WORK.search(text_of(index)):
                 other_work += 1
                 moved_on = moved_on or read_seen
+                edited = edited or index in edits or bool(XML_EDIT.search(text_of(index)))
         # A condensed conversation may no longer show the bank reads: two turns of other work
-        # after the request mean the agent has moved on all the same.
-        if not read_seen and other_work >= 2:
+        # after the request, or one that edits a file, mean the agent has moved on all the same
+        # (the bank is read at the start of a task, before any change).
+        if not read_seen and (other_work >= 2 or edited):
             read_seen = moved_on = True
-        if read_seen and moved_on:
+        if continued > human:
+            reasons.append(f'user said "{said}"; the conversation was condensed mid-task')
+            phrase = "none"
+        elif read_seen and moved_on:
             reasons.append(f'user said "{said}"; the bank was read and the agent moved on')
             phrase = "none"
         else:
@@ -375,7 +402,7 @@ def read_memory_signals(request: ChatCompletionRequest) -> MemorySignals:
     elif phrase != "none":
         reasons.append(f'user said "{said}"')
 
-    window = set([index for index in assistants if index > human][-_WINDOW:])
+    window = set([index for index in assistants if index > max(human, continued)][-_WINDOW:])
     # Reads count only until the agent turns to other work: a turn that reads the bank, then
     # one that reads a source file, has moved on.
     last_work = max((i for i in window if i in work or XML_WORK.search(text_of(i))), default=-1)
