@@ -68,6 +68,33 @@ def test_victims_cheapest_first_and_busy_last() -> None:
     assert result.waits_for == ("busy",)
 
 
+def test_only_the_victims_the_load_needs_gone_are_evicted() -> None:
+    """The cheapest victim is tried first; if it freed too little and a dearer one had to go
+    as well, the cheap one stays when the dearer one alone makes room."""
+    snapshot = Snapshot(
+        Budget(24 * GB, 64 * GB),
+        (loaded("small", 2 * GB, 2 * GB), loaded("big", 12 * GB, 12 * GB)),
+    )
+    costs = {"small": 1.0, "big": 5.0}
+    assert plan(snapshot, model("new", 13 * GB), 8192, costs).evicts == ("big",)
+    # Of two needless victims that cannot both stay, the dearer one stays.
+    three = Snapshot(
+        Budget(24 * GB, 64 * GB),
+        (loaded("a", 4 * GB, 4 * GB), loaded("b", 4 * GB, 4 * GB), loaded("c", 12 * GB, 12 * GB)),
+    )
+    order = {"a": 1.0, "b": 2.0, "c": 9.0}
+    assert plan(three, model("new", 17 * GB), 8192, order).evicts == ("a", "c")
+    # When both must go, both go.
+    assert plan(snapshot, model("new", 23 * GB), 8192, costs).evicts == ("small", "big")
+    # A model in RAM only (num_gpu 0: no VRAM) frees nothing a GPU load beside others needs,
+    # but a load that needs the whole host (the first model spills to RAM) clears it too.
+    cpu = Snapshot(
+        Budget(16 * GB, 64 * GB), (loaded("cpu", GB, 0), loaded("gpu", 15 * GB, 15 * GB))
+    )
+    assert plan(cpu, model("new", 8 * GB), 8192, {"cpu": 0.0, "gpu": 9.0}).evicts == ("gpu",)
+    assert plan(cpu, model("new", 20 * GB), 8192, {"cpu": 0.0, "gpu": 9.0}).evicts == ("cpu", "gpu")
+
+
 def test_max_loaded_models_counts() -> None:
     three = tuple(loaded(n, GB, GB, idle_s=float(i)) for i, n in enumerate("abc"))
     snapshot = Snapshot(Budget(100 * GB, 100 * GB), three, max_loaded=3)

@@ -147,6 +147,12 @@ def plan(
         if not others:
             break
         evicts.append(others.pop(0))
+    # Keep any victim whose going turned out not to be needed (a cheap one taken first that
+    # freed too little, where a later one freed enough), the dearest first.
+    for victim in reversed(evicts[:-1]):
+        if _fits(snapshot, [*others, victim], need):
+            others.append(victim)
+            evicts.remove(victim)
     return LoadPlan(
         profile.model,
         num_ctx,
