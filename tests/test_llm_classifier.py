@@ -111,6 +111,30 @@ def test_decisive_requests_never_ask(emu: OllamaEmulator, make_router: RouterFac
     assert asked(emu) == []
 
 
+def test_a_request_is_read_once_for_the_classifier_and_the_decision(
+    emu: OllamaEmulator, make_router: RouterFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The classifier reads the request's signals before the decision; the decision uses
+    them instead of reading the conversation again."""
+    import memory_router.classifier
+    import memory_router.routing.engine
+    from memory_router.routing.signals import read_signals
+
+    read: list[str] = []
+
+    def counted(request: Any) -> Any:
+        read.append(request.messages[-1].text())
+        return read_signals(request)
+
+    monkeypatch.setattr(memory_router.classifier, "read_signals", counted)
+    monkeypatch.setattr(memory_router.routing.engine, "read_signals", counted)
+    router = classifier_router(make_router, emu)
+    emu.enqueue(Script("analyze"), Script("ok"))
+    assert "reads the user's words as analyze" in chat(router, OPEN).headers["x-router-reason"]
+    assert chat(router, "hello!").http_response.status_code == 200
+    assert read == [OPEN, "hello!"]
+
+
 def test_an_answer_that_names_no_class_is_kept_and_said(
     emu: OllamaEmulator, make_router: RouterFactory
 ) -> None:

@@ -27,7 +27,7 @@ from .errors import RouterError
 from .events import TextDelta
 from .routing.engine import RoutingEngine
 from .routing.llm_vote import parse_vote, vote_key, vote_messages
-from .routing.signals import read_signals
+from .routing.signals import RequestSignals, read_signals
 from .settings import LlmClassifierSettings
 from .wire.openai import ChatCompletionRequest, ChatMessage
 
@@ -64,21 +64,24 @@ class LlmClassifier:
         self._clock = clock
         self._warned_missing = False
 
-    async def prepare(self, request: ChatCompletionRequest) -> None:
-        """Have the model read the request's words if the routing decision will want them."""
+    async def prepare(self, request: ChatCompletionRequest) -> RequestSignals:
+        """Have the model read the request's words if the routing decision will want them.
+
+        Returns the request's signals, for the decision to use instead of reading them again.
+        """
         signals = read_signals(request)
         key = vote_key(signals.human_text)
         if key in self.votes:  # asked already (a tool loop resends the words every turn)
             self.votes[key] = self.votes.pop(key)  # the most recently used goes last
-            return
+            return signals
         if not key or self.engine.cheap(signals).decisive:
-            return
+            return signals
         pending = self._pending.get(key)
         if pending is not None:  # the same words are being read for another request
             await asyncio.shield(pending)
-            return
+            return signals
         if self._clock() < self._quiet_until:
-            return
+            return signals
         backend = self.backends.get(self.settings.backend)
         if backend is None:
             if not self._warned_missing:
@@ -89,7 +92,7 @@ class LlmClassifier:
                     backend=self.settings.backend,
                     note="its backend is not running: requests are routed without it",
                 )
-            return
+            return signals
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending[key] = done
         try:
@@ -97,6 +100,7 @@ class LlmClassifier:
         finally:
             del self._pending[key]
             done.set_result(None)
+        return signals
 
     def note(self) -> str | None:
         """What ``/ready`` should say while the model is not being asked, else None."""

@@ -35,6 +35,7 @@ from .routing.decision import Decision
 from .routing.engine import RoutingEngine
 from .routing.policy import View, need_param, passthrough, what_needs
 from .routing.residency import Budget
+from .routing.signals import RequestSignals
 from .settings import TASK_CLASSES, ModelSpec, Settings, TaskClass
 from .wire.openai import ChatCompletionRequest, CompletionRequest
 
@@ -298,11 +299,19 @@ class RouterService:
             return self.monitor.capabilities
         return declared_capabilities(self.catalog)
 
-    def decide_chat(self, request: ChatCompletionRequest, *, remember: bool = True) -> Decision:
-        """The routing decision for a chat request; calls no model."""
+    def decide_chat(
+        self,
+        request: ChatCompletionRequest,
+        *,
+        remember: bool = True,
+        signals: RequestSignals | None = None,
+    ) -> Decision:
+        """The routing decision for a chat request; calls no model.
+
+        ``signals``: the request's, when the LLM classifier has read them already."""
         if request.model == self.virtual_model:
             try:
-                return self.engine.decide(request, self.view(), remember=remember)
+                return self.engine.decide(request, self.view(), remember=remember, signals=signals)
             except (ContextLengthExceeded, ModelNotCapable) as exc:
                 return self._escalate(exc)
         spec = self.spec(request.model)

@@ -29,9 +29,10 @@ async def chat_completions(request: Request) -> Response:
     await check_api_key(request)
     service: RouterService = request.app.state.service
     chat = parse_request(ChatCompletionRequest, await read_json(request))
+    signals = None
     if service.classifier is not None and chat.model == service.virtual_model:
-        await service.classifier.prepare(chat)
-    decision = service.decide_chat(chat)
+        signals = await service.classifier.prepare(chat)
+    decision = service.decide_chat(chat, signals=signals)
     request.app.state.memory.observe(decision.signals.get("workspace"))
     response_id = new_id("chatcmpl")
     return await relay(

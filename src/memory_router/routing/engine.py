@@ -200,11 +200,17 @@ class RoutingEngine:
         return replace(decision, signals={"prompt_tokens": tokens})
 
     def decide(
-        self, request: ChatCompletionRequest, view: View, *, remember: bool = True
+        self,
+        request: ChatCompletionRequest,
+        view: View,
+        *,
+        remember: bool = True,
+        signals: RequestSignals | None = None,
     ) -> Decision:
-        """Route one request to the virtual model."""
+        """Route one request to the virtual model (``signals``: the request's, if read already)."""
         started = time.perf_counter()
-        signals = read_signals(request)
+        if signals is None:
+            signals = read_signals(request)
         classification = self.classify(signals)
         task, reasons = classification.task, classification.reasons
         if (
