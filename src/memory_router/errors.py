@@ -83,6 +83,19 @@ class InvalidRequest(RouterError):
     status = 400
     type = "invalid_request_error"
 
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        super().__init__(message, param=param, code=code)
+        self.reason = reason or message
+        """Why, without the advice on what to do that ends ``message`` (a configured
+        escalation gives it as the reason for escalating)."""
+
 
 class ContextLengthExceeded(InvalidRequest):
     code = "context_length_exceeded"

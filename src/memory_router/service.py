@@ -351,7 +351,7 @@ class RouterService:
             keep_alive=None,
             task=None,
             reasons=(
-                exc.message.split(": ")[0],
+                exc.reason,
                 f"escalated to {escalation.model} on {escalation.backend} (configured escalation)",
             ),
         )

@@ -203,10 +203,11 @@ def _not_capable(needs: frozenset[str], rejected: Sequence[Candidate]) -> ModelN
     """The error for a request that no configured model can take."""
     what = what_needs(needs)
     lacking = "; ".join(f"{c.model} lacks {', '.join(c.lacks)}" for c in rejected)
+    reason = f"the request carries {what}, which no configured model takes ({lacking})"
     return ModelNotCapable(
-        f"the request carries {what}, which no configured model takes ({lacking}): add a model "
-        f"that does to config/models.yaml (for images, a vision model such as llama4 or "
-        f"qwen2.5vl, pulled into Ollama), or remove them from the conversation",
+        f"{reason}: add a model that does to config/models.yaml (for images, a vision model "
+        f"such as llama4 or qwen2.5vl, pulled into Ollama), or remove them from the conversation",
+        reason=reason,
         param=need_param(needs),
     )
 
@@ -281,10 +282,14 @@ def choose(
         if not capable:
             raise _not_capable(needs, rejected)
         largest = max(capable, key=lambda spec: spec.num_ctx)
-        raise ContextLengthExceeded(
+        reason = (
             f"the request needs about {prompt_tokens + output_tokens} tokens (prompt plus "
             f"reserved output) but the largest local context is {largest.num_ctx} "
-            f"({largest.name}): start a new task or shorten the conversation",
+            f"({largest.name})"
+        )
+        raise ContextLengthExceeded(
+            f"{reason}: start a new task or shorten the conversation",
+            reason=reason,
             param="messages",
         )
     why = list(reasons)
