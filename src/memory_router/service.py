@@ -266,7 +266,7 @@ class RouterService:
             await self.monitor.aclose()
         if self.decision_log is not None:
             self.decision_log.close()
-        for backend in self.backends.values():
+        for backend in list(self.backends.values()):
             await backend.aclose()
 
     # -- decisions ------------------------------------------------------------------------
@@ -515,10 +515,12 @@ class RouterService:
 
     async def readiness(self) -> Readiness:
         """Whether a backend answers and every configured model is present."""
-        statuses = [await backend.status() for backend in self.backends.values()]
+        # The backends and catalog as they are now: Ollama arriving changes both mid-probe.
+        backends, catalog = dict(self.backends), list(self.catalog)
+        statuses = [await backend.status() for backend in backends.values()]
         missing: list[str] = []
-        for name, backend in self.backends.items():
-            wanted = [spec.name for spec in self.catalog if spec.backend == name]
+        for name, backend in backends.items():
+            wanted = [spec.name for spec in catalog if spec.backend == name]
             if not wanted:
                 continue
             status = next(s for s in statuses if s.name == name)
