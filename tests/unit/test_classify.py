@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +10,7 @@ import pytest
 
 from memory_router.routing.classify import classify
 from memory_router.routing.decision import Decision
-from memory_router.routing.engine import RoutingEngine
+from memory_router.routing.engine import ACTIVE_WINDOW, RoutingEngine
 from memory_router.routing.policy import View, choose, passthrough
 from memory_router.routing.signals import read_signals
 from memory_router.settings import ModelSpec, RoutingSettings, TaskClass, load_settings
@@ -438,3 +439,41 @@ def test_first_turn_in_a_bank_workspace_is_served_as_memory_work() -> None:
     assert "the user's rules read the memory bank first" in decision.reasons[-2]
     # Without the rules, or once the agent has answered, the class stands.
     assert route(request(user("Add a --force flag to sync"), tools=TOOLS)).task == "implement"
+
+
+def in_workspace(path: str, text: str) -> ChatCompletionRequest:
+    system = {"role": "system", "content": f"You are Cline.\nCurrent Working Directory: {path}\n"}
+    return request(system, user(f"<task>\n{text}\n</task>"), tools=TOOLS)
+
+
+def test_a_model_another_workspace_works_with_is_contested_while_it_works() -> None:
+    now = [0.0]
+    engine = RoutingEngine(CATALOG, RoutingSettings(), 4096, clock=lambda: now[0])
+    fix = "Refactor app/billing.py to use Decimal and fix the failing test"
+    first = engine.decide(in_workspace("/src/a", fix), View())
+    assert first.model == CODER and first.task == "implement"
+    # Contested for another workspace, never for its own.
+    assert engine.contested("/src/b") == {CODER: ["implement"]}
+    assert engine.contested("/src/a") == {}
+    assert engine.contested(None) == {}
+    # Memory work elsewhere on the coder (it shared it) does not claim the coder for itself.
+    engine.remember("b", replace(first, task="memory"), "/src/b")
+    assert engine.contested("/src/a") == {}
+    assert engine.contested("/src/c") == {CODER: ["implement"]}
+    # When the catalog changes (Ollama arrives), what each kind of work wants is read anew.
+    engine.catalog = [
+        spec.model_copy(update={"task_fit": {**spec.task_fit, "implement": 0.5}})
+        if spec.name == CODER
+        else spec
+        for spec in CATALOG
+    ]
+    assert engine.contested("/src/c") == {}
+    engine.catalog = CATALOG
+    # A session idle past session_idle_s, or pushed out by eight later requests, has left.
+    now[0] = RoutingSettings().session_idle_s + 1
+    assert engine.contested("/src/b") == {}
+    now[0] = 0.0
+    for _ in range(ACTIVE_WINDOW):
+        engine.remember("b", replace(first, task="memory"), "/src/b")
+    assert engine.contested("/src/b") == {}
+    assert engine.contested("/src/c") == {}

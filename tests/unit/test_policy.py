@@ -9,7 +9,14 @@ import pytest
 
 from memory_router.errors import ContextLengthExceeded
 from memory_router.routing.decision import Decision
-from memory_router.routing.policy import SessionChoice, View, _option, choose, ladder_for
+from memory_router.routing.policy import (
+    EXPECTED_TURNS,
+    SessionChoice,
+    View,
+    _option,
+    choose,
+    ladder_for,
+)
 from memory_router.routing.residency import Budget, LoadPlan, Profile, Resident, Snapshot, plan
 from memory_router.settings import ModelSpec, RoutingSettings, TaskClass, load_settings
 from tests.ollama_emulator import reference_profile
@@ -306,3 +313,61 @@ def test_a_silent_host_is_skipped_only_while_another_answers() -> None:
     # Every host silent: nothing is skipped, and the backend answers 503 with Retry-After.
     dark = View({"ollama": Snapshot(BUDGET, known=False), "gpu2": silent}, profiles())
     assert choose("implement", 3000, 4096, catalog, dark, settings).model == CODER
+
+
+def test_a_model_another_workspace_works_with_is_shared_rather_than_swapped() -> None:
+    """Two Cline windows, room for one model: the coder is resident and the other window is
+    in its implementation loop on it. Memory work here stays on the coder instead of
+    evicting it (the other window would lose 0.25 of fit for 8 turns; this one gains 0.35
+    for 4)."""
+    the_view = view(resident(CODER, idle_s=1.0))
+    alone = decide("memory", the_view)
+    assert alone.model == FAST and alone.evicts == (CODER,)
+    config = RoutingSettings()
+    shared = choose(
+        "memory", 3000, 4096, CATALOG, the_view, config, (), contested={CODER: ["implement"]}
+    )
+    assert shared.model == CODER and not shared.loads
+    assert (
+        "a session in another workspace is working with qwen2.5-coder:32b: evicting it is "
+        "charged as the fit that session loses by sharing the model loaded instead"
+    ) in shared.reasons
+    fast = next(c for c in shared.candidates if c.model == FAST)
+    assert fast.cost > next(c for c in alone.candidates if c.model == FAST).cost
+
+
+def test_the_session_with_more_at_stake_takes_the_gpu() -> None:
+    """The other way round: the fast model is resident for the other window's memory work.
+    An implementation loop here is worth more than its memory turns: the coder loads."""
+    the_view = view(resident(FAST, pinned=True, idle_s=1.0))
+    config = RoutingSettings()
+    taken = choose(
+        "implement", 3000, 4096, CATALOG, the_view, config, (), contested={FAST: ["memory"]}
+    )
+    assert taken.model == CODER and taken.evicts == (FAST,)
+    # A model the other window would leave anyway costs it nothing.
+    alone = choose("implement", 3000, 4096, CATALOG, the_view, config, ())
+    coder = [next(c for c in d.candidates if c.model == CODER) for d in (taken, alone)]
+    assert coder[0].cost > coder[1].cost
+    # The charge: this load, plus the fit the other window loses by sharing the coder for
+    # its memory turns (0.95 - 0.60 over 4); not the fast model's reload, as it shares.
+    expected = (
+        config.load_cost_per_s * profiles()[CODER].load_s + 0.35 * EXPECTED_TURNS["memory"]
+    ) / EXPECTED_TURNS["implement"]
+    assert coder[0].cost == pytest.approx(expected, abs=1e-4)
+
+
+def test_the_engine_shares_the_coder_with_a_window_implementing_on_it() -> None:
+    from memory_router.routing.engine import RoutingEngine
+    from tests.unit.test_classify import in_workspace
+
+    the_view = view(resident(CODER, idle_s=1.0))
+    ask = "What does the memory bank say about auth?"
+    engine = RoutingEngine(CATALOG, RoutingSettings(), 4096)
+    assert engine.decide(in_workspace("/src/b", ask), the_view, remember=False).model == FAST
+    fix = "Refactor app/billing.py to use Decimal and fix the failing test"
+    assert engine.decide(in_workspace("/src/a", fix), the_view).model == CODER
+    shared = engine.decide(in_workspace("/src/b", ask), the_view)
+    assert shared.task == "memory" and shared.model == CODER
+    # The window that is implementing is not held back by its own memory work.
+    assert engine.decide(in_workspace("/src/a", ask), the_view).model == FAST

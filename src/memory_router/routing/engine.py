@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
@@ -90,6 +90,19 @@ class _Session:
     seen: float
 
 
+ACTIVE_WINDOW = 8
+"""Another workspace counts as working when one of the last this many routed requests (memory
+work, code, analysis or chat; housekeeping excepted) came from it, within ``session_idle_s``."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Routed:
+    workspace: str
+    model: str
+    task: TaskClass
+    seen: float
+
+
 class RoutingEngine:
     """Decides routes for the virtual model; remembers sessions and token counts."""
 
@@ -101,7 +114,7 @@ class RoutingEngine:
         clock: Callable[[], float] = time.monotonic,
         max_sessions: int = 4096,
     ) -> None:
-        self.catalog = list(catalog)
+        self.catalog = catalog
         self.settings = settings
         self.reserved_output = reserved_output
         self.tokens = ContextEstimator()
@@ -114,7 +127,23 @@ class RoutingEngine:
         self._clock = clock
         self._sessions: OrderedDict[str, _Session] = OrderedDict()
         self._max_sessions = max_sessions
+        self._recent: deque[_Routed] = deque(maxlen=ACTIVE_WINDOW)
         self._lock = threading.Lock()
+
+    @property
+    def catalog(self) -> list[ModelSpec]:
+        """The models routed to; replaced when the backends change (Ollama arrives)."""
+        return self._catalog
+
+    @catalog.setter
+    def catalog(self, specs: Sequence[ModelSpec]) -> None:
+        self._catalog = list(specs)
+        # The best-fitting model per task class: what a session doing that work wants.
+        self._best = {
+            task: max(self._catalog, key=lambda spec: spec.task_fit[task]).name
+            for task in TASK_CLASSES
+            if self._catalog
+        }
 
     # -- pieces ---------------------------------------------------------------------------
 
@@ -161,17 +190,40 @@ class RoutingEngine:
                 return None
             return session.choice
 
-    def remember(self, key: str, decision: Decision) -> None:
+    def remember(self, key: str, decision: Decision, workspace: str | None = None) -> None:
         """Keep a routed decision as its session's current choice (housekeeping excepted)."""
         if decision.task is None or decision.task == "meta":
             return
+        now = self._clock()
         with self._lock:
             self._sessions[key] = _Session(
-                SessionChoice(decision.model, decision.task, decision.num_ctx), self._clock()
+                SessionChoice(decision.model, decision.task, decision.num_ctx), now
             )
             self._sessions.move_to_end(key)
             while len(self._sessions) > self._max_sessions:
                 self._sessions.popitem(last=False)
+            if workspace is not None:
+                self._recent.append(_Routed(workspace, decision.model, decision.task, now))
+
+    def contested(self, workspace: str | None) -> dict[str, list[TaskClass]]:
+        """Models that sessions in other workspaces are working with and that suit their
+        current work best, with the task of each such session."""
+        if workspace is None or not self._recent:
+            return {}
+        now = self._clock()
+        latest: dict[str, _Routed] = {}
+        with self._lock:
+            for routed in self._recent:  # oldest first: the latest per workspace wins
+                if routed.workspace != workspace:
+                    latest[routed.workspace] = routed
+        found: dict[str, list[TaskClass]] = {}
+        for routed in latest.values():
+            if (
+                now - routed.seen <= self.settings.session_idle_s
+                and self._best.get(routed.task) == routed.model
+            ):
+                found.setdefault(routed.model, []).append(routed.task)
+        return found
 
     # -- the decision ---------------------------------------------------------------------
 
@@ -251,11 +303,13 @@ class RoutingEngine:
             # The user's words: the decision log drops this unless log_prompts is on.
             "prompt": signals.human_text[:1000],
         }
+        workspace = signals.memory.workspace
         decision = choose(
             task, prompt, output, self.catalog, self._corrected(view), self.settings, reasons,
             session, session_key=key, signals=record, needs=needs,
+            contested=self.contested(workspace),
         )  # fmt: skip
         if remember:
-            self.remember(key, decision)
+            self.remember(key, decision, workspace)
         record["decide_ms"] = round((time.perf_counter() - started) * 1000, 3)
         return decision

@@ -5,14 +5,21 @@ host's residency and each model's profile, the session's previous choice). For e
 whose context can hold the request the policy works out a ``num_ctx`` from the ladder and what
 running it would take on its host (``residency.plan``), then scores it:
 
-    score = task_fit - load_cost_per_s x (load_s + sum over evicted of reload_s x recency)
+    score = task_fit - (load_cost_per_s x (load_s + sum over evicted of reload_s x recency)
+                        + sum over contested evicted of their session's fit lost)
                        / expected_turns(task)
 
 A load is paid once and serves the turns of the same kind that follow it (an implementation
-loop is many requests, a title is one), hence the division. ``recency`` is 1 for a pinned
-model and halves every ``recency_half_life_s`` since a model's last use: evicting what the
-user just used costs its full reload. Evicting a model with requests in flight is a last
-resort, charged a long wait.
+loop is many requests, a title is one), hence the division. A model that another workspace's
+session is working with, and that suits its work best, is *contested*: two Cline windows
+that want different models, with room for one, would otherwise swap at every request. Evicting
+it is charged as that session's fit lost by running on the newcomer for its expected turns
+(it then shares the newcomer rather than loading its model back, by the same rule); so the
+session with more at stake holds the GPU and the other shares it until its work changes.
+
+``recency`` is 1 for a pinned model and halves every ``recency_half_life_s`` since a model's
+last use: evicting what the user just used costs its full reload. Evicting a model with
+requests in flight is a last resort, charged a long wait.
 
 ``num_ctx`` is never shrunk on a loaded model (a changed ``num_ctx`` reloads it); for a model
 that must load anyway the largest rung that evicts nothing more is taken, so a growing
@@ -125,10 +132,14 @@ def _option(
     settings: RoutingSettings,
     residency: bool,
     costs: Mapping[str, float],
+    contested: Mapping[str, Sequence[TaskClass]] | None = None,
+    fits: Mapping[str, Mapping[TaskClass, float]] | None = None,
 ) -> _Option | None:
     """The best way to run ``spec`` for this request, or None if its context cannot hold it.
 
-    ``costs``: each resident model's expected cost of being evicted, on ``spec``'s host."""
+    ``costs``: each resident model's expected cost of being evicted, on ``spec``'s host;
+    ``contested``: models sessions in other workspaces are working with, and their tasks;
+    ``fits``: every model's task fit (needed with ``contested``)."""
     if needed > spec.num_ctx:
         return None
     fit = spec.task_fit[task]
@@ -165,9 +176,18 @@ def _option(
                 footprint=profile.footprint(num_ctx),
             )
     load_s = profile.load_s if load.loads else 0.0
-    evict_s = sum(costs.get(model, 0.0) for model in load.evicts)
+    shared = 0.0  # fit that sessions elsewhere lose by sharing this model instead of theirs
+    if contested and fits and not contested.keys().isdisjoint(load.evicts):
+        for model in load.evicts:
+            for other in contested.get(model, ()):
+                lost = fits[model][other] - spec.task_fit[other]
+                shared += max(lost, 0.0) * EXPECTED_TURNS[other]
+        evicts = [model for model in load.evicts if model not in contested]
+    else:
+        evicts = list(load.evicts)
+    evict_s = sum(costs.get(model, 0.0) for model in evicts)
     evict_s += sum(view.busy_s.get(model, BUSY_WAIT_S) for model in load.waits_for)
-    cost = settings.load_cost_per_s * (load_s + evict_s) / EXPECTED_TURNS[task]
+    cost = (settings.load_cost_per_s * (load_s + evict_s) + shared) / EXPECTED_TURNS[task]
     score = fit - cost if residency else fit
     return _Option(spec, needed, load.num_ctx, load, load_s, evict_s, cost, score)
 
@@ -241,13 +261,17 @@ def choose(
     session_key: str | None = None,
     signals: dict[str, Any] | None = None,
     needs: frozenset[str] = frozenset(),
+    contested: Mapping[str, Sequence[TaskClass]] | None = None,
 ) -> Decision:
     """Pick the model, ``num_ctx`` and keep_alive for a request of class ``task``.
 
     ``needs``: capabilities the request needs (``ChatCompletionRequest.needs``); a model known
-    to lack one is no candidate. ``session_key`` and ``signals`` are carried into the decision
-    as they are (the engine's record of the request)."""
+    to lack one is no candidate. ``contested``: models that sessions in other workspaces are
+    working with and that suit their work best, with their tasks. ``session_key`` and
+    ``signals`` are carried into the decision as they are (the engine's record of the
+    request)."""
     residency = settings.policy == "residency"
+    fits = {spec.name: spec.task_fit for spec in catalog} if contested else None
     options: list[_Option] = []
     rejected: list[Candidate] = []
     costs: dict[str, dict[str, float]] = {}  # per host
@@ -264,7 +288,10 @@ def choose(
         snapshot = view.snapshots.get(spec.backend)
         if snapshot is not None and spec.backend not in costs:
             costs[spec.backend] = _victim_costs(snapshot, view, settings)
-        option = _option(spec, task, needed, view, settings, residency, costs.get(spec.backend, {}))
+        option = _option(
+            spec, task, needed, view, settings, residency, costs.get(spec.backend, {}),
+            contested, fits,
+        )  # fmt: skip
         if option is None:
             fit = spec.task_fit[task]
             rejected.append(Candidate(spec.name, spec.backend, fit, spec.num_ctx, False, 0.0))
@@ -294,6 +321,12 @@ def choose(
         )
     why = list(reasons)
     why.extend(f"{o.spec.name} skipped: its host {o.spec.backend} does not answer" for o in down)
+    evicting = {m for o in options if o.load for m in o.load.evicts} if contested else set()
+    if residency and contested and (shared := sorted(contested.keys() & evicting)):
+        why.append(
+            f"a session in another workspace is working with {', '.join(shared)}: evicting it "
+            f"is charged as the fit that session loses by sharing the model loaded instead"
+        )
     if rejected and (skipped := [c for c in rejected if c.lacks]):
         why.extend(f"{c.model} skipped: it lacks {', '.join(c.lacks)}" for c in skipped)
     chosen: _Option | None = None
