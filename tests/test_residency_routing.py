@@ -251,3 +251,40 @@ def test_pinned_model_is_warmed_at_start_up(
     assert reply.headers["x-router-model"] == FAST
     assert "resident" in reply.headers["x-router-reason"]
     assert len(machine.loads) == 1
+
+
+def in_checkout(body: dict[str, Any], workspace: str) -> dict[str, Any]:
+    """The same Cline request from a window open on another checkout."""
+    body = copy.deepcopy(body)
+    system = body["messages"][0]["content"]
+    assert "/tmp/cline_capture/todo-app" in system
+    body["messages"][0]["content"] = system.replace("/tmp/cline_capture/todo-app", workspace)
+    return body
+
+
+def test_two_windows_on_two_checkouts_share_the_coder_instead_of_swapping(
+    machine: OllamaEmulator, make_router: RouterFactory
+) -> None:
+    """Window A is in its implementation loop on the coder; window B, on another checkout,
+    reads its memory bank. B's turn runs on the resident coder rather than evict it, since A
+    would load it back at its next turn; alone, the same turn loads the fast model."""
+    router = start_router(make_router, machine)
+    with httpx.Client(base_url=router.base_url, timeout=30) as client:
+
+        def send(body: dict[str, Any]) -> httpx.Response:
+            reply = client.post("/v1/chat/completions", json={**body, "stream": False})
+            assert reply.status_code == 200, reply.text
+            return reply
+
+        assert send(IMPLEMENT).headers["x-router-model"] == CODER
+        loads = len(machine.loads)
+        shared = send(in_checkout(MEMORY, "/home/dev/src/other-app"))
+        assert shared.headers["x-router-model"] == CODER
+        reason = shared.headers["x-router-reason"]
+        assert "a session in another workspace is working with qwen2.5-coder:32b" in reason
+        assert len(machine.loads) == loads and machine.unload_requests == []
+        assert send(IMPLEMENT).headers["x-router-model"] == CODER
+        # The same memory turn from A's own checkout is A's own work changing: it loads.
+        own = send(MEMORY)
+        assert own.headers["x-router-model"] == FAST
+        assert "evicting qwen2.5-coder:32b" in own.headers["x-router-reason"]
