@@ -369,5 +369,6 @@ def test_the_engine_shares_the_coder_with_a_window_implementing_on_it() -> None:
     assert engine.decide(in_workspace("/src/a", fix), the_view).model == CODER
     shared = engine.decide(in_workspace("/src/b", ask), the_view)
     assert shared.task == "memory" and shared.model == CODER
+    assert shared.signals["contested"] == [CODER]  # in the decision log
     # The window that is implementing is not held back by its own memory work.
     assert engine.decide(in_workspace("/src/a", ask), the_view).model == FAST

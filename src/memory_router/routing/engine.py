@@ -304,10 +304,12 @@ class RoutingEngine:
             "prompt": signals.human_text[:1000],
         }
         workspace = signals.memory.workspace
+        contested = self.contested(workspace)
+        if contested:
+            record["contested"] = sorted(contested)  # models other workspaces work with
         decision = choose(
             task, prompt, output, self.catalog, self._corrected(view), self.settings, reasons,
-            session, session_key=key, signals=record, needs=needs,
-            contested=self.contested(workspace),
+            session, session_key=key, signals=record, needs=needs, contested=contested,
         )  # fmt: skip
         if remember:
             self.remember(key, decision, workspace)
