@@ -26,7 +26,8 @@ a minute, so no keep_alive runs out and every model counts as recently used.
 (``bench/residency_replay.py``): two Cline windows on one machine. Session 0 is the trace of
 ``--seed`` in ``/home/dev/src/ledgerline`` (``--sessions 1`` is the single developer); session
 k > 0 the trace of seed ``seed + 1000 k`` in its own checkout ``/home/dev/src/ledgerline-k``,
-so its system prompt, and with it every task's session identity, differs. Within a session
+so its system prompt, and with it every task's session identity, differs (``--one-checkout``:
+both in the same checkout, told apart only by their tasks' first messages). Within a session
 requests stay sequential with their think time; a 429 is retried as Cline does. The router's
 queue limits are its defaults (``routing.queue``: 1 running and 8 waiting per model).
 
@@ -356,9 +357,10 @@ def targets(by_policy: dict[str, dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def session_seed(seed: int, session: int) -> tuple[int, str]:
-    """Session 0 is the single developer's trace; session k its own seed and checkout."""
-    return seed + 1000 * session, WS if session == 0 else f"{WS}-{session}"
+def session_seed(seed: int, session: int, one_checkout: bool = False) -> tuple[int, str]:
+    """Session 0 is the single developer's trace; session k its own seed and checkout (or,
+    with ``one_checkout``, the same checkout as session 0)."""
+    return seed + 1000 * session, WS if session == 0 or one_checkout else f"{WS}-{session}"
 
 
 def trace_stats(trace: list[TraceItem]) -> dict[str, Any]:
@@ -382,6 +384,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tasks", type=int, default=6)
     parser.add_argument("--sessions", type=int, default=1, help="developers replayed at once")
+    parser.add_argument(
+        "--one-checkout", action="store_true", help="every session works in the same checkout"
+    )
     parser.add_argument("--policies", default="fixed,best_fit,residency")
     parser.add_argument("--load-scale", type=float, default=0.02, help="emulated s per GB")
     parser.add_argument("--token-delay", type=float, default=0.001, help="s per streamed chunk")
@@ -393,6 +398,7 @@ def main() -> None:
     if args.sessions < 1:
         parser.error("--sessions must be at least 1")
     name = "residency" + (f"-{args.sessions}sessions" if args.sessions > 1 else "")
+    name += "-one-checkout" if args.one_checkout else ""
     args.out = args.out or REPO / "bench" / "results" / f"{name}.json"
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
@@ -408,7 +414,7 @@ def main() -> None:
     started = time.perf_counter()
     traces, sessions = [], []
     for n in range(args.sessions):
-        seed, workspace = session_seed(args.seed, n)
+        seed, workspace = session_seed(args.seed, n, args.one_checkout)
         trace = build_trace(seed, args.tasks, workspace)
         traces.append(trace)
         stats = {"seed": seed, "workspace": workspace, **trace_stats(trace)}
@@ -480,6 +486,7 @@ def main() -> None:
         "seed": args.seed,
         "tasks": args.tasks,
         "sessions": args.sessions,
+        "one_checkout": args.one_checkout,
         "load_scale": args.load_scale,
         "reference_disk_gb_s": REFERENCE_DISK_GB_S,
         "reference_s_formula": f"measured_s / (2 x {args.load_scale})",

@@ -281,7 +281,7 @@ def test_two_windows_on_two_checkouts_share_the_coder_instead_of_swapping(
         shared = send(in_checkout(MEMORY, "/home/dev/src/other-app"))
         assert shared.headers["x-router-model"] == CODER
         reason = shared.headers["x-router-reason"]
-        assert "a session in another workspace is working with qwen2.5-coder:32b" in reason
+        assert "another session is working with qwen2.5-coder:32b alongside" in reason
         assert len(machine.loads) == loads and machine.unload_requests == []
         assert send(IMPLEMENT).headers["x-router-model"] == CODER
         # The same memory turn from A's own checkout is A's own work changing: it loads.

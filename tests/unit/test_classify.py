@@ -477,3 +477,27 @@ def test_a_model_another_workspace_works_with_is_contested_while_it_works() -> N
         engine.remember("b", replace(first, task="memory"), "/src/b")
     assert engine.contested("/src/b") == {}
     assert engine.contested("/src/c") == {}
+
+
+def test_two_sessions_on_one_checkout_contest_only_while_they_take_turns() -> None:
+    engine = RoutingEngine(CATALOG, RoutingSettings(), 4096)
+    fix = "Refactor app/billing.py to use Decimal and fix the failing test"
+    implementing = engine.decide(in_workspace("/src/a", fix), View())
+    assert implementing.model == CODER
+    x = implementing.session
+    assert x is not None
+    # Task y starts after x in the same checkout: one developer's next task, or a second
+    # window. Nothing tells them apart yet: nothing is contested.
+    assert engine.contested("/src/a", "y") == {}
+    engine.remember("y", replace(implementing, task="memory"), "/src/a")
+    assert engine.contested("/src/a", "y") == {}
+    # x sends again after y's request: two windows taking turns.
+    engine.remember(x, implementing, "/src/a")
+    assert engine.contested("/src/a", "y") == {CODER: ["implement"]}
+    # Until x sends again, its claim rests (a model it is still running on is charged as
+    # busy by the policy instead); and y's memory work claims nothing from x.
+    engine.remember("y", replace(implementing, task="memory"), "/src/a")
+    assert engine.contested("/src/a", "y") == {}
+    assert engine.contested("/src/a", x) == {}
+    engine.remember(x, implementing, "/src/a")
+    assert engine.contested("/src/a", "y") == {CODER: ["implement"]}

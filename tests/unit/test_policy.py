@@ -329,7 +329,7 @@ def test_a_model_another_workspace_works_with_is_shared_rather_than_swapped() ->
     )
     assert shared.model == CODER and not shared.loads
     assert (
-        "a session in another workspace is working with qwen2.5-coder:32b: evicting it is "
+        "another session is working with qwen2.5-coder:32b alongside: evicting it is "
         "charged as the fit that session loses by sharing the model loaded instead"
     ) in shared.reasons
     fast = next(c for c in shared.candidates if c.model == FAST)
@@ -372,3 +372,17 @@ def test_the_engine_shares_the_coder_with_a_window_implementing_on_it() -> None:
     assert shared.signals["contested"] == [CODER]  # in the decision log
     # The window that is implementing is not held back by its own memory work.
     assert engine.decide(in_workspace("/src/a", ask), the_view).model == FAST
+
+
+def test_the_engine_shares_the_coder_between_windows_taking_turns_on_one_checkout() -> None:
+    from memory_router.routing.engine import RoutingEngine
+    from tests.unit.test_classify import in_workspace
+
+    the_view = view(resident(CODER, idle_s=1.0))
+    ask = in_workspace("/src/a", "What does the memory bank say about auth?")
+    fix = in_workspace("/src/a", "Refactor app/billing.py to use Decimal and fix the failing test")
+    engine = RoutingEngine(CATALOG, RoutingSettings(), 4096)
+    assert engine.decide(ask, the_view).model == FAST  # nothing alongside yet
+    assert engine.decide(fix, the_view).model == CODER
+    shared = engine.decide(ask, the_view)  # the other window answered in between
+    assert shared.model == CODER and shared.signals["contested"] == [CODER]

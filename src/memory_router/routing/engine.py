@@ -91,13 +91,14 @@ class _Session:
 
 
 ACTIVE_WINDOW = 8
-"""Another workspace counts as working when one of the last this many routed requests (memory
-work, code, analysis or chat; housekeeping excepted) came from it, within ``session_idle_s``."""
+"""Routed requests (memory work, code, analysis or chat; housekeeping excepted) in which
+another session counts as working alongside, within ``session_idle_s``."""
 
 
 @dataclass(frozen=True, slots=True)
 class _Routed:
-    workspace: str
+    session: str
+    workspace: str | None
     model: str
     task: TaskClass
     seen: float
@@ -202,20 +203,32 @@ class RoutingEngine:
             self._sessions.move_to_end(key)
             while len(self._sessions) > self._max_sessions:
                 self._sessions.popitem(last=False)
-            if workspace is not None:
-                self._recent.append(_Routed(workspace, decision.model, decision.task, now))
+            self._recent.append(_Routed(key, workspace, decision.model, decision.task, now))
 
-    def contested(self, workspace: str | None) -> dict[str, list[TaskClass]]:
-        """Models that sessions in other workspaces are working with and that suit their
-        current work best, with the task of each such session."""
-        if workspace is None or not self._recent:
+    def contested(
+        self, workspace: str | None, session: str | None = None
+    ) -> dict[str, list[TaskClass]]:
+        """Models that other sessions are working with alongside this one and that suit their
+        current work best, with the task of each such session.
+
+        Alongside: the latest of the last ``ACTIVE_WINDOW`` routed requests of another
+        workspace, or, in this workspace, of another session that has sent one since this
+        session's own latest (two windows on one checkout take turns; one developer's tasks,
+        and plan and act in one task, follow one another)."""
+        if not self._recent:
             return {}
         now = self._clock()
-        latest: dict[str, _Routed] = {}
         with self._lock:
-            for routed in self._recent:  # oldest first: the latest per workspace wins
-                if routed.workspace != workspace:
-                    latest[routed.workspace] = routed
+            recent = list(self._recent)
+        mine = max((i for i, r in enumerate(recent) if r.session == session), default=-1)
+        latest: dict[tuple[str, str | None], _Routed] = {}
+        for i, routed in enumerate(recent):  # oldest first: the latest of each wins
+            if routed.session == session:
+                continue
+            if workspace is not None and routed.workspace not in (None, workspace):
+                latest["workspace", routed.workspace] = routed
+            elif session is not None and mine >= 0 and i > mine:
+                latest["session", routed.session] = routed
         found: dict[str, list[TaskClass]] = {}
         for routed in latest.values():
             if (
@@ -304,9 +317,9 @@ class RoutingEngine:
             "prompt": signals.human_text[:1000],
         }
         workspace = signals.memory.workspace
-        contested = self.contested(workspace)
+        contested = self.contested(workspace, key)
         if contested:
-            record["contested"] = sorted(contested)  # models other workspaces work with
+            record["contested"] = sorted(contested)  # models other sessions work with alongside
         decision = choose(
             task, prompt, output, self.catalog, self._corrected(view), self.settings, reasons,
             session, session_key=key, signals=record, needs=needs, contested=contested,

@@ -10,8 +10,9 @@ running it would take on its host (``residency.plan``), then scores it:
                        / expected_turns(task)
 
 A load is paid once and serves the turns of the same kind that follow it (an implementation
-loop is many requests, a title is one), hence the division. A model that another workspace's
-session is working with, and that suits its work best, is *contested*: two Cline windows
+loop is many requests, a title is one), hence the division. A model that another session is
+working with alongside this one (``RoutingEngine.contested``: from another checkout, or
+taking turns on this one), and that suits its work best, is *contested*: two Cline windows
 that want different models, with room for one, would otherwise swap at every request. Evicting
 it is charged as that session's fit lost by running on the newcomer for its expected turns
 (it then shares the newcomer rather than loading its model back, by the same rule); so the
@@ -138,7 +139,7 @@ def _option(
     """The best way to run ``spec`` for this request, or None if its context cannot hold it.
 
     ``costs``: each resident model's expected cost of being evicted, on ``spec``'s host;
-    ``contested``: models sessions in other workspaces are working with, and their tasks;
+    ``contested``: models other sessions are working with alongside, and their tasks;
     ``fits``: every model's task fit (needed with ``contested``)."""
     if needed > spec.num_ctx:
         return None
@@ -266,8 +267,8 @@ def choose(
     """Pick the model, ``num_ctx`` and keep_alive for a request of class ``task``.
 
     ``needs``: capabilities the request needs (``ChatCompletionRequest.needs``); a model known
-    to lack one is no candidate. ``contested``: models that sessions in other workspaces are
-    working with and that suit their work best, with their tasks. ``session_key`` and
+    to lack one is no candidate. ``contested``: models that other sessions are working with
+    alongside this one and that suit their work best, with their tasks. ``session_key`` and
     ``signals`` are carried into the decision as they are (the engine's record of the
     request)."""
     residency = settings.policy == "residency"
@@ -324,7 +325,7 @@ def choose(
     evicting = {m for o in options if o.load for m in o.load.evicts} if contested else set()
     if residency and contested and (shared := sorted(contested.keys() & evicting)):
         why.append(
-            f"a session in another workspace is working with {', '.join(shared)}: evicting it "
+            f"another session is working with {', '.join(shared)} alongside: evicting it "
             f"is charged as the fit that session loses by sharing the model loaded instead"
         )
     if rejected and (skipped := [c for c in rejected if c.lacks]):
