@@ -11,7 +11,7 @@ import pytest
 from memory_router.routing.classify import classify
 from memory_router.routing.decision import Decision
 from memory_router.routing.engine import ACTIVE_WINDOW, RoutingEngine
-from memory_router.routing.policy import View, choose, passthrough
+from memory_router.routing.policy import Claim, View, choose, passthrough
 from memory_router.routing.signals import read_signals
 from memory_router.settings import ModelSpec, RoutingSettings, TaskClass, load_settings
 from memory_router.wire.openai import ChatCompletionRequest
@@ -19,6 +19,7 @@ from memory_router.wire.openai import ChatCompletionRequest
 REPO = Path(__file__).resolve().parents[2]
 CATALOG: list[ModelSpec] = load_settings(REPO / "config", environ={}, env_file=None).models.models
 FAST, CODER, LONG = "qwen3:30b-a3b", "qwen2.5-coder:32b", "llama4:16x17b"
+EVERY = frozenset({FAST, CODER, LONG})
 
 TOOLS: list[dict[str, Any]] = [
     {"type": "function", "function": {"name": "read_file", "parameters": {"type": "object"}}}
@@ -446,6 +447,13 @@ def in_workspace(path: str, text: str) -> ChatCompletionRequest:
     return request(system, user(f"<task>\n{text}\n</task>"), tools=TOOLS)
 
 
+def shared_coder(decision: Decision, task: TaskClass) -> Decision:
+    """``decision`` as if its session's ``task`` work had run on the coder it shared."""
+    fit = {spec.name: spec.task_fit[task] for spec in CATALOG}
+    candidates = tuple(replace(c, task_fit=fit[c.model]) for c in decision.candidates)
+    return replace(decision, task=task, model=CODER, candidates=candidates)
+
+
 def test_a_model_another_workspace_works_with_is_contested_while_it_works() -> None:
     now = [0.0]
     engine = RoutingEngine(CATALOG, RoutingSettings(), 4096, clock=lambda: now[0])
@@ -453,28 +461,23 @@ def test_a_model_another_workspace_works_with_is_contested_while_it_works() -> N
     first = engine.decide(in_workspace("/src/a", fix), View())
     assert first.model == CODER and first.task == "implement"
     # Contested for another workspace, never for its own.
-    assert engine.contested("/src/b") == {CODER: ["implement"]}
+    assert engine.contested("/src/b") == {CODER: [Claim("implement", EVERY)]}
     assert engine.contested("/src/a") == {}
     assert engine.contested(None) == {}
     # Memory work elsewhere on the coder (it shared it) does not claim the coder for itself.
-    engine.remember("b", replace(first, task="memory"), "/src/b")
+    engine.remember("b", shared_coder(first, "memory"), "/src/b")
     assert engine.contested("/src/a") == {}
-    assert engine.contested("/src/c") == {CODER: ["implement"]}
-    # When the catalog changes (Ollama arrives), what each kind of work wants is read anew.
-    engine.catalog = [
-        spec.model_copy(update={"task_fit": {**spec.task_fit, "implement": 0.5}})
-        if spec.name == CODER
-        else spec
-        for spec in CATALOG
-    ]
-    assert engine.contested("/src/c") == {}
-    engine.catalog = CATALOG
+    assert engine.contested("/src/c") == {CODER: [Claim("implement", EVERY)]}
+    # A session whose context only llama4 holds claims llama4, best or not for its work.
+    only_long = tuple(replace(c, fits=c.model == LONG) for c in first.candidates)
+    engine.remember("d", replace(first, model=LONG, candidates=only_long), "/src/d")
+    assert engine.contested("/src/c")[LONG] == [Claim("implement", frozenset({LONG}))]
     # A session idle past session_idle_s, or pushed out by eight later requests, has left.
     now[0] = RoutingSettings().session_idle_s + 1
     assert engine.contested("/src/b") == {}
     now[0] = 0.0
     for _ in range(ACTIVE_WINDOW):
-        engine.remember("b", replace(first, task="memory"), "/src/b")
+        engine.remember("b", shared_coder(first, "memory"), "/src/b")
     assert engine.contested("/src/b") == {}
     assert engine.contested("/src/c") == {}
 
@@ -489,15 +492,15 @@ def test_two_sessions_on_one_checkout_contest_only_while_they_take_turns() -> No
     # Task y starts after x in the same checkout: one developer's next task, or a second
     # window. Nothing tells them apart yet: nothing is contested.
     assert engine.contested("/src/a", "y") == {}
-    engine.remember("y", replace(implementing, task="memory"), "/src/a")
+    engine.remember("y", shared_coder(implementing, "memory"), "/src/a")
     assert engine.contested("/src/a", "y") == {}
     # x sends again after y's request: two windows taking turns.
     engine.remember(x, implementing, "/src/a")
-    assert engine.contested("/src/a", "y") == {CODER: ["implement"]}
+    assert engine.contested("/src/a", "y") == {CODER: [Claim("implement", EVERY)]}
     # Until x sends again, its claim rests (a model it is still running on is charged as
     # busy by the policy instead); and y's memory work claims nothing from x.
-    engine.remember("y", replace(implementing, task="memory"), "/src/a")
+    engine.remember("y", shared_coder(implementing, "memory"), "/src/a")
     assert engine.contested("/src/a", "y") == {}
     assert engine.contested("/src/a", x) == {}
     engine.remember(x, implementing, "/src/a")
-    assert engine.contested("/src/a", "y") == {CODER: ["implement"]}
+    assert engine.contested("/src/a", "y") == {CODER: [Claim("implement", EVERY)]}

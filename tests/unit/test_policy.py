@@ -11,6 +11,7 @@ from memory_router.errors import ContextLengthExceeded
 from memory_router.routing.decision import Decision
 from memory_router.routing.policy import (
     EXPECTED_TURNS,
+    Claim,
     SessionChoice,
     View,
     _option,
@@ -25,6 +26,7 @@ REPO = Path(__file__).resolve().parents[2]
 CATALOG: list[ModelSpec] = load_settings(REPO / "config", environ={}, env_file=None).models.models
 CATALOG_BY_NAME = {spec.name: spec for spec in CATALOG}
 FAST, CODER, LONG = "qwen3:30b-a3b", "qwen2.5-coder:32b", "llama4:16x17b"
+EVERY = frozenset({FAST, CODER, LONG})
 GIB = 1024**3
 BUDGET = Budget(16 * GIB, 128 * GIB, 2 * GIB)
 DISK = 2e9  # bytes per second: the load-time prior
@@ -325,7 +327,14 @@ def test_a_model_another_workspace_works_with_is_shared_rather_than_swapped() ->
     assert alone.model == FAST and alone.evicts == (CODER,)
     config = RoutingSettings()
     shared = choose(
-        "memory", 3000, 4096, CATALOG, the_view, config, (), contested={CODER: ["implement"]}
+        "memory",
+        3000,
+        4096,
+        CATALOG,
+        the_view,
+        config,
+        (),
+        contested={CODER: [Claim("implement", EVERY)]},
     )
     assert shared.model == CODER and not shared.loads
     assert (
@@ -342,7 +351,14 @@ def test_the_session_with_more_at_stake_takes_the_gpu() -> None:
     the_view = view(resident(FAST, pinned=True, idle_s=1.0))
     config = RoutingSettings()
     taken = choose(
-        "implement", 3000, 4096, CATALOG, the_view, config, (), contested={FAST: ["memory"]}
+        "implement",
+        3000,
+        4096,
+        CATALOG,
+        the_view,
+        config,
+        (),
+        contested={FAST: [Claim("memory", EVERY)]},
     )
     assert taken.model == CODER and taken.evicts == (FAST,)
     # A model the other window would leave anyway costs it nothing.
@@ -386,3 +402,20 @@ def test_the_engine_shares_the_coder_between_windows_taking_turns_on_one_checkou
     assert engine.decide(fix, the_view).model == CODER
     shared = engine.decide(ask, the_view)  # the other window answered in between
     assert shared.model == CODER and shared.signals["contested"] == [CODER]
+
+
+def test_a_session_that_cannot_share_the_newcomer_is_not_evicted_for_a_swap() -> None:
+    """The other window's conversation fits only llama4: evicting it would have that window
+    load llama4 back at its next request, so the load here would serve one turn and the
+    eviction costs llama4's reload. Implementation here shares llama4 instead."""
+    the_view = view(resident(LONG, idle_s=0.0))  # just used: its reload counts in full
+    config = RoutingSettings()
+    alone = choose("implement", 3000, 4096, CATALOG, the_view, config, ())
+    assert alone.model == CODER
+    claim = {LONG: [Claim("analyze", frozenset({LONG}))]}
+    kept = choose("implement", 3000, 4096, CATALOG, the_view, config, (), contested=claim)
+    assert kept.model == LONG and not kept.loads
+    coder = next(c for c in kept.candidates if c.model == CODER)
+    profile = profiles()
+    expected = config.load_cost_per_s * (profile[CODER].load_s + profile[LONG].load_s)
+    assert coder.cost == pytest.approx(expected, abs=1e-4)  # over one turn, reload included

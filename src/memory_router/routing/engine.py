@@ -22,7 +22,7 @@ from .classify import Classification, Vote, classify
 from .context import ContextEstimator
 from .decision import Decision
 from .llm_vote import vote_key
-from .policy import SessionChoice, View, choose
+from .policy import Claim, SessionChoice, View, choose
 from .signals import RequestSignals, read_signals
 
 __all__ = ["ExampleIndex", "RoutingEngine", "session_key"]
@@ -102,6 +102,10 @@ class _Routed:
     model: str
     task: TaskClass
     seen: float
+    wants: bool
+    """The model suits the request best of the models that could serve it."""
+    holds: frozenset[str]
+    """The models that could serve it."""
 
 
 class RoutingEngine:
@@ -115,7 +119,7 @@ class RoutingEngine:
         clock: Callable[[], float] = time.monotonic,
         max_sessions: int = 4096,
     ) -> None:
-        self.catalog = catalog
+        self.catalog = list(catalog)
         self.settings = settings
         self.reserved_output = reserved_output
         self.tokens = ContextEstimator()
@@ -130,21 +134,6 @@ class RoutingEngine:
         self._max_sessions = max_sessions
         self._recent: deque[_Routed] = deque(maxlen=ACTIVE_WINDOW)
         self._lock = threading.Lock()
-
-    @property
-    def catalog(self) -> list[ModelSpec]:
-        """The models routed to; replaced when the backends change (Ollama arrives)."""
-        return self._catalog
-
-    @catalog.setter
-    def catalog(self, specs: Sequence[ModelSpec]) -> None:
-        self._catalog = list(specs)
-        # The best-fitting model per task class: what a session doing that work wants.
-        self._best = {
-            task: max(self._catalog, key=lambda spec: spec.task_fit[task]).name
-            for task in TASK_CLASSES
-            if self._catalog
-        }
 
     # -- pieces ---------------------------------------------------------------------------
 
@@ -203,13 +192,19 @@ class RoutingEngine:
             self._sessions.move_to_end(key)
             while len(self._sessions) > self._max_sessions:
                 self._sessions.popitem(last=False)
-            self._recent.append(_Routed(key, workspace, decision.model, decision.task, now))
+            able = [c for c in decision.candidates if c.fits]
+            chosen = next((c for c in able if c.model == decision.model), None)
+            wants = chosen is not None and chosen.task_fit >= max(c.task_fit for c in able)
+            holds = frozenset(c.model for c in able)
+            self._recent.append(
+                _Routed(key, workspace, decision.model, decision.task, now, wants, holds)
+            )
 
     def contested(
         self, workspace: str | None, session: str | None = None
-    ) -> dict[str, list[TaskClass]]:
+    ) -> dict[str, list[Claim]]:
         """Models that other sessions are working with alongside this one and that suit their
-        current work best, with the task of each such session.
+        latest requests best, with each such session's claim.
 
         Alongside: the latest of the last ``ACTIVE_WINDOW`` routed requests of another
         workspace, or, in this workspace, of another session that has sent one since this
@@ -229,13 +224,10 @@ class RoutingEngine:
                 latest["workspace", routed.workspace] = routed
             elif session is not None and mine >= 0 and i > mine:
                 latest["session", routed.session] = routed
-        found: dict[str, list[TaskClass]] = {}
+        found: dict[str, list[Claim]] = {}
         for routed in latest.values():
-            if (
-                now - routed.seen <= self.settings.session_idle_s
-                and self._best.get(routed.task) == routed.model
-            ):
-                found.setdefault(routed.model, []).append(routed.task)
+            if routed.wants and now - routed.seen <= self.settings.session_idle_s:
+                found.setdefault(routed.model, []).append(Claim(routed.task, routed.holds))
         return found
 
     # -- the decision ---------------------------------------------------------------------

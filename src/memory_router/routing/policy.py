@@ -12,11 +12,14 @@ running it would take on its host (``residency.plan``), then scores it:
 A load is paid once and serves the turns of the same kind that follow it (an implementation
 loop is many requests, a title is one), hence the division. A model that another session is
 working with alongside this one (``RoutingEngine.contested``: from another checkout, or
-taking turns on this one), and that suits its work best, is *contested*: two Cline windows
-that want different models, with room for one, would otherwise swap at every request. Evicting
-it is charged as that session's fit lost by running on the newcomer for its expected turns
-(it then shares the newcomer rather than loading its model back, by the same rule); so the
-session with more at stake holds the GPU and the other shares it until its work changes.
+taking turns on this one), and that suits its request best of the models that could serve
+it, is *contested*: two Cline windows that want different models, with room for one, would
+otherwise swap at every request. Evicting it is charged as that session's fit lost by running
+on the newcomer for its expected turns (it then shares the newcomer rather than loading its
+model back, by the same rule); so the session with more at stake holds the GPU and the other
+shares it until its work changes. If the newcomer cannot serve that session (its context does
+not fit there), it will load its model back at its next request: the eviction is charged its
+reload, and the load as serving one turn.
 
 ``recency`` is 1 for a pinned model and halves every ``recency_half_life_s`` since a model's
 last use: evicting what the user just used costs its full reload. Evicting a model with
@@ -41,6 +44,7 @@ from .residency import Budget, LoadPlan, Profile, Snapshot, plan, room_after
 __all__ = [
     "BUSY_WAIT_S",
     "EXPECTED_TURNS",
+    "Claim",
     "SessionChoice",
     "View",
     "choose",
@@ -78,6 +82,16 @@ class View:
     """Expected seconds until a busy model's requests in flight have finished."""
     capabilities: Mapping[str, frozenset[str]] = field(default_factory=dict)
     """What each model takes (``vision``, ``tools``...), where known; unknown: anything."""
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """Another session's hold on the model it is working with, alongside this one."""
+
+    task: TaskClass
+    holds: frozenset[str]
+    """The models that could serve its request (its context, what it carries): if the
+    newcomer is not one of them, it cannot share it and loads its model back."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,13 +147,13 @@ def _option(
     settings: RoutingSettings,
     residency: bool,
     costs: Mapping[str, float],
-    contested: Mapping[str, Sequence[TaskClass]] | None = None,
+    contested: Mapping[str, Sequence[Claim]] | None = None,
     fits: Mapping[str, Mapping[TaskClass, float]] | None = None,
 ) -> _Option | None:
     """The best way to run ``spec`` for this request, or None if its context cannot hold it.
 
     ``costs``: each resident model's expected cost of being evicted, on ``spec``'s host;
-    ``contested``: models other sessions are working with alongside, and their tasks;
+    ``contested``: models other sessions are working with alongside, and their claims;
     ``fits``: every model's task fit (needed with ``contested``)."""
     if needed > spec.num_ctx:
         return None
@@ -177,18 +191,25 @@ def _option(
                 footprint=profile.footprint(num_ctx),
             )
     load_s = profile.load_s if load.loads else 0.0
-    shared = 0.0  # fit that sessions elsewhere lose by sharing this model instead of theirs
+    shared = 0.0  # fit that sessions alongside lose by sharing this model instead of theirs
+    turns = EXPECTED_TURNS[task]
+    charged = list(load.evicts)  # evicted models whose reload is charged
     if contested and fits and not contested.keys().isdisjoint(load.evicts):
+        charged = []
         for model in load.evicts:
-            for other in contested.get(model, ()):
-                lost = fits[model][other] - spec.task_fit[other]
-                shared += max(lost, 0.0) * EXPECTED_TURNS[other]
-        evicts = [model for model in load.evicts if model not in contested]
-    else:
-        evicts = list(load.evicts)
-    evict_s = sum(costs.get(model, 0.0) for model in evicts)
+            claims = contested.get(model, ())
+            bounce = not claims or any(spec.name not in claim.holds for claim in claims)
+            if claims and bounce:
+                turns = 1.0  # it loads its model back at its next request: this serves one
+            if bounce:
+                charged.append(model)
+            for claim in claims:
+                if spec.name in claim.holds:
+                    lost = fits[model][claim.task] - spec.task_fit[claim.task]
+                    shared += max(lost, 0.0) * EXPECTED_TURNS[claim.task]
+    evict_s = sum(costs.get(model, 0.0) for model in charged)
     evict_s += sum(view.busy_s.get(model, BUSY_WAIT_S) for model in load.waits_for)
-    cost = (settings.load_cost_per_s * (load_s + evict_s) + shared) / EXPECTED_TURNS[task]
+    cost = (settings.load_cost_per_s * (load_s + evict_s) + shared) / turns
     score = fit - cost if residency else fit
     return _Option(spec, needed, load.num_ctx, load, load_s, evict_s, cost, score)
 
@@ -262,7 +283,7 @@ def choose(
     session_key: str | None = None,
     signals: dict[str, Any] | None = None,
     needs: frozenset[str] = frozenset(),
-    contested: Mapping[str, Sequence[TaskClass]] | None = None,
+    contested: Mapping[str, Sequence[Claim]] | None = None,
 ) -> Decision:
     """Pick the model, ``num_ctx`` and keep_alive for a request of class ``task``.
 
