@@ -504,3 +504,20 @@ def test_two_sessions_on_one_checkout_contest_only_while_they_take_turns() -> No
     assert engine.contested("/src/a", x) == {}
     engine.remember(x, implementing, "/src/a")
     assert engine.contested("/src/a", "y") == {CODER: [Claim("implement", EVERY)]}
+
+
+def test_plan_and_act_of_one_task_are_never_alongside_each_other() -> None:
+    """Plan and Act prompts differ, so a task in each mode is two sessions; their keys end in
+    the same digits (the first user message), and flipping modes is not taking turns."""
+    engine = RoutingEngine(CATALOG, RoutingSettings(), 4096)
+    fix = "Refactor app/billing.py to use Decimal and fix the failing test"
+    acting = engine.decide(in_workspace("/src/a", fix), View())
+    act = acting.session
+    assert act is not None and acting.model == CODER
+    plan = "0" * 12 + act[-8:]  # the same task under the Plan prompt
+    other = "0" * 12 + "f" * 8  # another task under the Plan prompt
+    for key in (plan, other):
+        engine.remember(key, shared_coder(acting, "memory"), "/src/a")
+    engine.remember(act, acting, "/src/a")  # act answers after both
+    assert engine.contested("/src/a", plan) == {}
+    assert engine.contested("/src/a", other) == {CODER: [Claim("implement", EVERY)]}

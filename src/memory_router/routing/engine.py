@@ -29,10 +29,14 @@ __all__ = ["ExampleIndex", "RoutingEngine", "session_key"]
 
 Embed = Callable[[Sequence[str]], list[list[float]]]
 _QUERY_CHARS = 300  # the user's words embedded for the example vote (never the system prompt)
+_TASK_DIGITS = 8
 
 
 def session_key(request: ChatCompletionRequest) -> str:
-    """A task's identity: its system prompt and first user message."""
+    """A task's identity: its system prompt and first user message.
+
+    The last ``_TASK_DIGITS`` hex digits come from the first user message alone: the same for
+    the task in Plan and in Act mode, whose system prompts differ."""
     system = next((m.text() for m in request.messages if m.role == "system"), "")
     first = next((m.text() for m in request.messages if m.role == "user"), "")
     return f"{hash(system) & 0xFFFFFFFFFFFF:012x}{hash(first) & 0xFFFFFFFF:08x}"
@@ -209,16 +213,19 @@ class RoutingEngine:
         Alongside: the latest of the last ``ACTIVE_WINDOW`` routed requests of another
         workspace, or, in this workspace, of another session that has sent one since this
         session's own latest (two windows on one checkout take turns; one developer's tasks,
-        and plan and act in one task, follow one another)."""
+        and Plan and Act of one task, follow one another)."""
         if not self._recent:
             return {}
         now = self._clock()
         with self._lock:
             recent = list(self._recent)
-        mine = max((i for i, r in enumerate(recent) if r.session == session), default=-1)
+        # Plan and Act of one task are two sessions of one task: never alongside each other.
+        task = session[-_TASK_DIGITS:] if session is not None else None
+        ours = [i for i, r in enumerate(recent) if r.session[-_TASK_DIGITS:] == task]
+        mine = ours[-1] if ours else -1
         latest: dict[tuple[str, str | None], _Routed] = {}
         for i, routed in enumerate(recent):  # oldest first: the latest of each wins
-            if routed.session == session:
+            if routed.session[-_TASK_DIGITS:] == task:
                 continue
             if workspace is not None and routed.workspace not in (None, workspace):
                 latest["workspace", routed.workspace] = routed
