@@ -221,11 +221,14 @@ class RoutingEngine:
             recent = list(self._recent)
         # Plan and Act of one task are two sessions of one task: never alongside each other.
         task = session[-_TASK_DIGITS:] if session is not None else None
-        ours = [i for i, r in enumerate(recent) if r.session[-_TASK_DIGITS:] == task]
-        mine = ours[-1] if ours else -1
+
+        def ours(routed: _Routed) -> bool:
+            return routed.session[-_TASK_DIGITS:] == task and routed.workspace == workspace
+
+        mine = max((i for i, r in enumerate(recent) if ours(r)), default=-1)
         latest: dict[tuple[str, str | None], _Routed] = {}
         for i, routed in enumerate(recent):  # oldest first: the latest of each wins
-            if routed.session[-_TASK_DIGITS:] == task:
+            if ours(routed):
                 continue
             if workspace is not None and routed.workspace not in (None, workspace):
                 latest["workspace", routed.workspace] = routed
