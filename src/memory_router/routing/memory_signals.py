@@ -367,7 +367,7 @@ def read_memory_signals(request: ChatCompletionRequest) -> MemorySignals:
         (
             i
             for i in range(len(messages) - 1, human, -1)
-            if messages[i].role != "assistant" and _CONTINUED in text_of(i)[:400]
+            if messages[i].role != "assistant" and text_of(i).find(_CONTINUED, 0, 400) >= 0
         ),
         -1,
     )

@@ -289,9 +289,9 @@ def choose(
 
     ``needs``: capabilities the request needs (``ChatCompletionRequest.needs``); a model known
     to lack one is no candidate. ``contested``: models that other sessions are working with
-    alongside this one and that suit their work best, with their tasks. ``session_key`` and
-    ``signals`` are carried into the decision as they are (the engine's record of the
-    request)."""
+    alongside this one and that suit their requests best, with those sessions' claims.
+    ``session_key`` and ``signals`` are carried into the decision as they are (the engine's
+    record of the request)."""
     residency = settings.policy == "residency"
     fits = {spec.name: spec.task_fit for spec in catalog} if contested else None
     options: list[_Option] = []
