@@ -34,6 +34,7 @@ from .residency import ResidencyMonitor, declared_capabilities
 from .routing.decision import Decision
 from .routing.engine import RoutingEngine
 from .routing.policy import View, need_param, passthrough, what_needs
+from .routing.replies import ReplyWatch
 from .routing.residency import Budget
 from .routing.signals import RequestSignals
 from .settings import TASK_CLASSES, ModelSpec, Settings, TaskClass
@@ -421,6 +422,10 @@ class RouterService:
         finish: Finish | None = None
         outcome = "client_gone"
         admission = self.monitor.admit(decision) if self.monitor is not None else None
+        # A routed turn's answer: does it keep its session working (see ``contested``)?
+        watch = None
+        if decision.session is not None and decision.task not in (None, "meta"):
+            watch = ReplyWatch(decision.signals.get("tool_style") == "xml")
         try:
             if self.monitor is not None and decision.evicts:
                 await self.monitor.make_room(decision, admission)
@@ -431,6 +436,8 @@ class RouterService:
                     if isinstance(event, Finish):
                         finish = event
                         self._learn(decision, event)
+                    elif watch is not None:
+                        watch.see(event)
                     yield event
             outcome = "ok"
         except RouterError as exc:
@@ -439,6 +446,10 @@ class RouterService:
         finally:
             if admission is not None:
                 admission.release()
+            if watch is not None and decision.session is not None:
+                # A client that left has been stopped by its user; after an error it retries.
+                working = outcome != "client_gone" and (outcome != "ok" or watch.keeps_working())
+                self.engine.replied(decision.session, working)
             # Once the answer is on its way: the record is not what the client waits for.
             seconds = time.perf_counter() - started
             self.after.add(self._record, decision, finish, outcome, seconds)

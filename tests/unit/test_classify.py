@@ -482,28 +482,48 @@ def test_a_model_another_workspace_works_with_is_contested_while_it_works() -> N
     assert engine.contested("/src/c") == {}
 
 
-def test_two_sessions_on_one_checkout_contest_only_while_they_take_turns() -> None:
+def test_two_sessions_on_one_checkout_contest_only_while_the_other_works() -> None:
     engine = RoutingEngine(CATALOG, RoutingSettings(), 4096)
     fix = "Refactor app/billing.py to use Decimal and fix the failing test"
     implementing = engine.decide(in_workspace("/src/a", fix), View())
     assert implementing.model == CODER
     x = implementing.session
     assert x is not None
-    # Task y starts after x in the same checkout: one developer's next task, or a second
-    # window. Nothing tells them apart yet: nothing is contested.
-    assert engine.contested("/src/a", "y") == {}
+    # Task y starts in the same checkout while x's request is in flight: a second window.
+    assert engine.contested("/src/a", "y") == {CODER: [Claim("implement", EVERY)]}
+    # x's answer called a tool Cline runs by itself: x comes back without its user.
+    engine.replied(x, working=True)
+    assert engine.contested("/src/a", "y") == {CODER: [Claim("implement", EVERY)]}
+    # ... however many requests y sends meanwhile (x's tool may run for a while).
     engine.remember("y", shared_coder(implementing, "memory"), "/src/a")
+    engine.remember("y", shared_coder(implementing, "memory"), "/src/a")
+    assert engine.contested("/src/a", "y") == {CODER: [Claim("implement", EVERY)]}
+    # x's answer hands the turn to its user (the task's result, a question): x waits, and
+    # a task started after it is one developer's next task, not a second window.
+    engine.replied(x, working=False)
     assert engine.contested("/src/a", "y") == {}
-    # x sends again after y's request: two windows taking turns.
+    assert engine.contested("/src/a", "z") == {}
+    # x's user answers: x works again. y's memory work claims nothing from x.
     engine.remember(x, implementing, "/src/a")
     assert engine.contested("/src/a", "y") == {CODER: [Claim("implement", EVERY)]}
-    # Until x sends again, its claim rests (a model it is still running on is charged as
-    # busy by the policy instead); and y's memory work claims nothing from x.
-    engine.remember("y", shared_coder(implementing, "memory"), "/src/a")
-    assert engine.contested("/src/a", "y") == {}
     assert engine.contested("/src/a", x) == {}
-    engine.remember(x, implementing, "/src/a")
+    # Only a session's latest answer counts: y's waiting answer is y's, not x's.
+    engine.replied("y", working=False)
     assert engine.contested("/src/a", "y") == {CODER: [Claim("implement", EVERY)]}
+
+
+def test_a_session_waiting_for_its_user_claims_nothing_in_another_workspace() -> None:
+    engine = RoutingEngine(CATALOG, RoutingSettings(), 4096)
+    fix = "Refactor app/billing.py to use Decimal and fix the failing test"
+    implementing = engine.decide(in_workspace("/src/a", fix), View())
+    x = implementing.session
+    assert x is not None
+    engine.replied(x, working=True)
+    assert engine.contested("/src/b", "y") == {CODER: [Claim("implement", EVERY)]}
+    engine.replied(x, working=False)  # its result is shown; the developer reads it
+    assert engine.contested("/src/b", "y") == {}
+    engine.replied("unknown", working=True)  # no request of that session: nothing to note
+    assert engine.contested("/src/b", "y") == {}
 
 
 def test_plan_and_act_of_one_task_are_never_alongside_each_other() -> None:

@@ -375,7 +375,7 @@ def test_the_session_with_more_at_stake_takes_the_gpu() -> None:
 
 def test_the_engine_shares_the_coder_with_a_window_implementing_on_it() -> None:
     from memory_router.routing.engine import RoutingEngine
-    from tests.unit.test_classify import in_workspace
+    from tests.unit.test_classify import in_workspace, request, user
 
     the_view = view(resident(CODER, idle_s=1.0))
     ask = "What does the memory bank say about auth?"
@@ -387,10 +387,14 @@ def test_the_engine_shares_the_coder_with_a_window_implementing_on_it() -> None:
     assert shared.task == "memory" and shared.model == CODER
     assert shared.signals["contested"] == [CODER]  # in the decision log
     # The window that is implementing is not held back by its own memory work.
-    assert engine.decide(in_workspace("/src/a", ask), the_view).model == FAST
+    system = {"role": "system", "content": "You are Cline.\nCurrent Working Directory: /src/a\n"}
+    done = {"role": "assistant", "content": "Done: billing uses Decimal, the test passes."}
+    update = request(system, user(f"<task>\n{fix}\n</task>"), done, user("update memory bank"))
+    own = engine.decide(update, the_view)
+    assert own.task == "memory" and own.model == FAST
 
 
-def test_the_engine_shares_the_coder_between_windows_taking_turns_on_one_checkout() -> None:
+def test_the_engine_shares_the_coder_with_a_second_window_on_one_checkout() -> None:
     from memory_router.routing.engine import RoutingEngine
     from tests.unit.test_classify import in_workspace
 
@@ -398,10 +402,17 @@ def test_the_engine_shares_the_coder_between_windows_taking_turns_on_one_checkou
     ask = in_workspace("/src/a", "What does the memory bank say about auth?")
     fix = in_workspace("/src/a", "Refactor app/billing.py to use Decimal and fix the failing test")
     engine = RoutingEngine(CATALOG, RoutingSettings(), 4096)
-    assert engine.decide(ask, the_view).model == FAST  # nothing alongside yet
-    assert engine.decide(fix, the_view).model == CODER
-    shared = engine.decide(ask, the_view)  # the other window answered in between
+    implementing = engine.decide(fix, the_view)
+    assert implementing.model == CODER and implementing.session is not None
+    engine.replied(implementing.session, working=True)  # it edits a file: back in a moment
+    shared = engine.decide(ask, the_view)  # another task in the checkout meanwhile
     assert shared.model == CODER and shared.signals["contested"] == [CODER]
+    assert any("another session is working with" in reason for reason in shared.reasons)
+    # The implementation's answer hands the turn to its user: that task is done, and a
+    # task started now is the same developer's next one, free to swap to the fast model.
+    engine.replied(implementing.session, working=False)
+    alone = engine.decide(in_workspace("/src/a", "Follow your custom instructions."), the_view)
+    assert alone.model == FAST and "contested" not in alone.signals
 
 
 def test_a_session_that_cannot_share_the_newcomer_is_not_evicted_for_a_swap() -> None:

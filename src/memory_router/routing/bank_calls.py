@@ -22,6 +22,7 @@ __all__ = [
     "READ_TOOLS",
     "WRITE_TOOLS",
     "XML_EDIT",
+    "XML_TOOLS",
     "XML_WORK",
     "BankCall",
     "bank_path",
@@ -59,14 +60,14 @@ NEUTRAL_TOOLS = _names(
     " report_bug focus_chain update_todo_list"
 )
 _KNOWN_TOOLS = READ_TOOLS | WRITE_TOOLS | COMMAND_TOOLS | NEUTRAL_TOOLS
-_XML_TOOLS = _KNOWN_TOOLS | _names(
+XML_TOOLS = _KNOWN_TOOLS | _names(
     "list_files search_files list_code_definition_names codebase_search browser_action"
     " use_mcp_tool access_mcp_resource load_mcp_documentation web_fetch web_search new_rule"
     " fetch_instructions"
 )
-XML_WORK = re.compile(r"<(" + "|".join(sorted(_XML_TOOLS - NEUTRAL_TOOLS)) + r")>")
-XML_EDIT = re.compile(r"<(" + "|".join(sorted(_XML_TOOLS & WRITE_TOOLS)) + r")>")
-_XML_BLOCK = re.compile(r"<(" + "|".join(sorted(_XML_TOOLS)) + r")>(.*?)</\1>", re.DOTALL)
+XML_WORK = re.compile(r"<(" + "|".join(sorted(XML_TOOLS - NEUTRAL_TOOLS)) + r")>")
+XML_EDIT = re.compile(r"<(" + "|".join(sorted(XML_TOOLS & WRITE_TOOLS)) + r")>")
+_XML_BLOCK = re.compile(r"<(" + "|".join(sorted(XML_TOOLS)) + r")>(.*?)</\1>", re.DOTALL)
 _XML_PATH = re.compile(r"<path>\s*(.*?)\s*</path>", re.DOTALL)
 _XML_COMMAND = re.compile(r"<command>(.*?)</command>", re.DOTALL)
 _PATCH_FILE = re.compile(r"^\*\*\* (?:Add|Update|Delete) File: (.+?)\s*$", re.MULTILINE)

@@ -99,7 +99,7 @@ ACTIVE_WINDOW = 8
 another session counts as working alongside, within ``session_idle_s``."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Routed:
     session: str
     workspace: str | None
@@ -110,6 +110,8 @@ class _Routed:
     """The model suits the request best of the models that could serve it."""
     holds: frozenset[str]
     """The models that could serve it."""
+    waits: bool = False
+    """Its answer handed the turn to the user (until then: in flight, so working)."""
 
 
 class RoutingEngine:
@@ -204,6 +206,15 @@ class RoutingEngine:
                 _Routed(key, workspace, decision.model, decision.task, now, wants, holds)
             )
 
+    def replied(self, session: str, working: bool) -> None:
+        """Note how ``session``'s latest answer left it: still working (it called a tool
+        the client runs by itself) or waiting for its user."""
+        with self._lock:
+            for routed in reversed(self._recent):
+                if routed.session == session:
+                    routed.waits = not working
+                    return
+
     def contested(
         self, workspace: str | None, session: str | None = None
     ) -> dict[str, list[Claim]]:
@@ -211,32 +222,28 @@ class RoutingEngine:
         latest requests best, with each such session's claim.
 
         Alongside: the latest of the last ``ACTIVE_WINDOW`` routed requests of another
-        workspace, or, in this workspace, of another session that has sent one since this
-        session's own latest (two windows on one checkout take turns; one developer's tasks,
-        and Plan and Act of one task, follow one another)."""
+        workspace, or, in this workspace, of another session; in either case only while that
+        request is in flight or its answer keeps the agent working (a session whose answer
+        waits for its user is not working: one developer's tasks follow one another). Plan
+        and Act of one task are never alongside each other."""
         if not self._recent:
             return {}
         now = self._clock()
         with self._lock:
-            recent = list(self._recent)
+            recent = [(r, r.waits) for r in self._recent]
         # Plan and Act of one task are two sessions of one task: never alongside each other.
         task = session[-_TASK_DIGITS:] if session is not None else None
-
-        def ours(routed: _Routed) -> bool:
-            return routed.session[-_TASK_DIGITS:] == task and routed.workspace == workspace
-
-        mine = max((i for i, r in enumerate(recent) if ours(r)), default=-1)
-        latest: dict[tuple[str, str | None], _Routed] = {}
-        for i, routed in enumerate(recent):  # oldest first: the latest of each wins
-            if ours(routed):
+        latest: dict[tuple[str, str | None], tuple[_Routed, bool]] = {}
+        for routed, waits in recent:  # oldest first: the latest of each wins
+            if routed.workspace == workspace and routed.session[-_TASK_DIGITS:] == task:
                 continue
             if workspace is not None and routed.workspace not in (None, workspace):
-                latest["workspace", routed.workspace] = routed
-            elif session is not None and mine >= 0 and i > mine:
-                latest["session", routed.session] = routed
+                latest["workspace", routed.workspace] = routed, waits
+            elif session is not None:
+                latest["session", routed.session] = routed, waits
         found: dict[str, list[Claim]] = {}
-        for routed in latest.values():
-            if routed.wants and now - routed.seen <= self.settings.session_idle_s:
+        for routed, waits in latest.values():
+            if routed.wants and not waits and now - routed.seen <= self.settings.session_idle_s:
                 found.setdefault(routed.model, []).append(Claim(routed.task, routed.holds))
         return found
 

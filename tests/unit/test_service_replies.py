@@ -1,0 +1,99 @@
+"""How a routed answer leaves its session: working, or waiting for its user."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator
+from pathlib import Path
+from typing import Any
+
+from memory_router.backends.base import ChatCall
+from memory_router.errors import BackendUnavailable
+from memory_router.events import Event, Finish, TextDelta, ToolCallDelta
+from memory_router.service import RouterService
+from memory_router.settings import load_settings
+from memory_router.wire.openai import ChatCompletionRequest
+
+REPO = Path(__file__).resolve().parents[2]
+CODER = "qwen2.5-coder:32b"
+EDIT = ToolCallDelta(index=0, id="call_1", name="editor", arguments='{"path": "a.py"}')
+
+
+class Answers:
+    """A backend that answers each chat with the next scripted events (an exception raises)."""
+
+    kind = "ollama"
+    name = "ollama"
+
+    def __init__(self) -> None:
+        self.answers: list[list[Event | Exception]] = []
+
+    async def chat(self, call: ChatCall) -> AsyncGenerator[Event, None]:
+        for item in self.answers.pop(0):
+            if isinstance(item, Exception):
+                raise item
+            yield item
+
+
+def cline(workspace: str, task: str, *later: str) -> ChatCompletionRequest:
+    system = f"You are Cline.\nCurrent Working Directory: {workspace}\n"
+    tools: list[dict[str, Any]] = [
+        {"type": "function", "function": {"name": "editor", "parameters": {"type": "object"}}}
+    ]
+    messages = [{"role": "system", "content": system}, {"role": "user", "content": task}]
+    for text in later:
+        messages += [
+            {"role": "assistant", "content": "Working on it."},
+            {"role": "user", "content": text},
+        ]
+    return ChatCompletionRequest.model_validate(
+        {"model": "cline-memory-router", "messages": messages, "tools": tools}
+    )
+
+
+SUMMARY = (
+    "Your task is to create a detailed summary of the conversation so far, paying close "
+    "attention to the user's explicit requests and your previous actions."
+)
+
+
+def test_the_answer_decides_whether_a_session_still_works_alongside() -> None:
+    backend = Answers()
+    service = RouterService(load_settings(REPO / "config"), {"ollama": backend})  # type: ignore[dict-item]
+    fix = cline("/src/a", "Refactor app/billing.py to use Decimal and fix the failing test")
+
+    async def turn(
+        answer: list[Event | Exception], leave: bool = False, request: ChatCompletionRequest = fix
+    ) -> None:
+        backend.answers.append(answer)
+        decision = service.decide_chat(request)
+        assert decision.session == service.decide_chat(fix, remember=False).session
+        events = service.chat(request, decision)
+        try:
+            async for _ in events:
+                if leave:
+                    break  # the client went away mid-answer
+        except BackendUnavailable:
+            pass
+        finally:
+            await events.aclose()
+
+    def claims() -> dict[str, Any]:
+        return service.engine.contested("/src/b", "another")
+
+    async def main() -> None:
+        await turn([TextDelta("Editing."), EDIT, Finish("tool_calls")])
+        assert CODER in claims()  # it called a tool Cline runs: back in a moment
+        # Housekeeping in the same task (Cline condensing it) answers in text: still working.
+        condense = cline("/src/a", fix.messages[1].text(), SUMMARY)
+        assert service.decide_chat(condense, remember=False).task == "meta"
+        await turn([TextDelta("## Summary"), Finish("stop")], request=condense)
+        assert CODER in claims()
+        await turn([TextDelta("Done: the test passes."), Finish("stop")])
+        assert claims() == {}  # its result waits for the user
+        await turn([BackendUnavailable("Ollama is not answering", retry_after=1)])
+        assert CODER in claims()  # Cline retries a failed request by itself
+        await turn([TextDelta("Editing."), TextDelta(" now"), EDIT, Finish("tool_calls")], True)
+        assert claims() == {}  # the user stopped the task
+
+    asyncio.run(main())
