@@ -139,6 +139,8 @@ class RoutingEngine:
         self._sessions: OrderedDict[str, _Session] = OrderedDict()
         self._max_sessions = max_sessions
         self._recent: deque[_Routed] = deque(maxlen=ACTIVE_WINDOW)
+        self._continues: OrderedDict[str, str] = OrderedDict()
+        """A compacted conversation's session -> the session it continues (see ``_link``)."""
         self._lock = threading.Lock()
 
     # -- pieces ---------------------------------------------------------------------------
@@ -206,6 +208,21 @@ class RoutingEngine:
                 _Routed(key, workspace, decision.model, decision.task, now, wants, holds)
             )
 
+    def _link(self, key: str, workspace: str | None) -> str | None:
+        """The session a compacted conversation continues: its summary replaced the task's
+        first message, so its key is new. Taken as the latest session in its workspace still
+        working when it first arrives (the one whose context filled up)."""
+        with self._lock:
+            if (known := self._continues.get(key)) is not None:
+                return known
+            for routed in reversed(self._recent):
+                if routed.workspace == workspace and routed.session != key and not routed.waits:
+                    self._continues[key] = routed.session
+                    while len(self._continues) > self._max_sessions:
+                        self._continues.popitem(last=False)
+                    return routed.session
+        return None
+
     def replied(self, session: str, working: bool) -> None:
         """Note how ``session``'s latest answer left it: still working (it called a tool
         the client runs by itself) or waiting for its user."""
@@ -231,11 +248,15 @@ class RoutingEngine:
         now = self._clock()
         with self._lock:
             recent = [(r, r.waits) for r in self._recent]
-        # Plan and Act of one task are two sessions of one task: never alongside each other.
+        # Plan and Act of one task are two sessions of one task: never alongside each other;
+        # nor a compacted conversation and the one it continues.
         task = session[-_TASK_DIGITS:] if session is not None else None
+        linked = self._continues.get(session) if session is not None else None
         latest: dict[tuple[str, str | None], tuple[_Routed, bool]] = {}
         for routed, waits in recent:  # oldest first: the latest of each wins
-            if routed.workspace == workspace and routed.session[-_TASK_DIGITS:] == task:
+            if routed.workspace == workspace and (
+                routed.session[-_TASK_DIGITS:] == task or routed.session == linked
+            ):
                 continue
             if workspace is not None and routed.workspace not in (None, workspace):
                 latest["workspace", routed.workspace] = routed, waits
@@ -303,7 +324,11 @@ class RoutingEngine:
         prompt = self.tokens.prompt_tokens(request)
         output = request.output_limit() or self.reserved_output
         key = session_key(request)
+        workspace = signals.memory.workspace
+        linked = self._link(key, workspace) if signals.compacted else None
         session = self._session(key, self._clock())
+        if session is None and linked is not None:  # its model, as the task had it
+            session = self._session(linked, self._clock())
         needs = request.needs()
         record = {
             "class": classification.task,
@@ -325,7 +350,8 @@ class RoutingEngine:
             # The user's words: the decision log drops this unless log_prompts is on.
             "prompt": signals.human_text[:1000],
         }
-        workspace = signals.memory.workspace
+        if linked is not None:
+            record["continues"] = linked  # the session this compacted conversation goes on
         contested = self.contested(workspace, key)
         if contested:
             record["contested"] = sorted(contested)  # models other sessions work with alongside

@@ -14,6 +14,7 @@ from functools import lru_cache
 from ..wire.openai import ChatCompletionRequest, ChatMessage
 from .bank_calls import COMMAND_TOOLS, READ_TOOLS, WRITE_TOOLS
 from .memory_signals import (
+    COMPACTED,
     MemorySignals,
     human_words,
     read_memory_signals,
@@ -147,6 +148,7 @@ class RequestSignals:
     code: bool  # code or a diff in the user's latest words or the last assistant turn
     bank_rules: bool  # the user's rules (in the system prompt) keep a Cline memory bank
     first_turn: bool  # no assistant turn yet: the start of a task
+    compacted: bool  # a summary stands in for the conversation's older turns (cline 3.x)
     conversation_tokens: int  # the estimate without the system prompt and tools
     messages: int
     user_turns: int
@@ -190,6 +192,11 @@ def _is_tool_result(message: ChatMessage) -> bool:
         return False
     text = message.text()
     return text.lstrip().startswith("[") and "] Result:" in text[:300]
+
+
+def _is_compacted(message: ChatMessage) -> bool:
+    """The summary cline 3.x puts first when it compacts a conversation."""
+    return message.text().lstrip()[: len(COMPACTED)] == COMPACTED
 
 
 def _words(messages: list[ChatMessage]) -> tuple[str, str, int]:
@@ -253,6 +260,8 @@ def read_signals(request: ChatCompletionRequest) -> RequestSignals:
     else:
         style = "none"
     imperative, implement_words, analyze_words = word_scores(low)
+    opening = next((m for m in messages if m.role != "system"), None)
+    compacted = opening is not None and opening.role == "user" and _is_compacted(opening)
     meta, meta_no_tools, mentions_bank, small_talk = _word_flags(low)
     last_assistant = next((m.text() for m in reversed(messages) if m.role == "assistant"), "")
     short_system = system if len(system) < 2000 else ""
@@ -281,7 +290,8 @@ def read_signals(request: ChatCompletionRequest) -> RequestSignals:
         small_talk=small_talk and len(head) < 80,
         code=bool(_CODE.search(head, 0) or _CODE.search(last_assistant[-4000:])),
         bank_rules=any(marker in system for marker in _BANK_RULES),
-        first_turn=not any(m.role == "assistant" for m in messages),
+        first_turn=not compacted and not any(m.role == "assistant" for m in messages),
+        compacted=compacted,
         conversation_tokens=sum(len(m.text()) for m in messages if m.role != "system") // 4,
         messages=len(messages),
         user_turns=turns,
