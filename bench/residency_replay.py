@@ -135,12 +135,16 @@ class Sent:
 
 
 def conversation(messages: Sequence[Any]) -> tuple[str, str]:
-    """A request's conversation: its first system and first user message (string contents)."""
+    """A request's conversation: its first system and first user message (their text, parts
+    joined as the router passes them on)."""
     first = {"system": "", "user": ""}
     for message in messages:
         role = message.get("role") if isinstance(message, dict) else None
         if role in first and not first[role]:
-            first[role] = str(message.get("content") or "")
+            content = message.get("content") or ""
+            if isinstance(content, list):
+                content = "\n".join(p.get("text") or "" for p in content if p.get("type") == "text")
+            first[role] = str(content)
     return first["system"], first["user"]
 
 

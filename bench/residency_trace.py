@@ -9,7 +9,8 @@ A task: the memory bank is read (the custom instructions demand it), then a tool
 turns; about half the tasks hold an analysis (at the start in Plan mode, or after the first
 implementation with a pasted log); some end with a short chat question; every task ends with
 "update memory bank". Housekeeping comes now and then: a title for the conversation, and
-Cline's condensing summary once the last request used 80 % of the 32768-token window.
+cline 3.x's compaction once the last request used 80 % of the 32768-token window (its
+summarizer's request, then the summary in place of the task's message and the older turns).
 
 A request's true label is the work its answer does (reading the bank is ``memory``, the first
 look at the code ``implement``), except that the request carrying the bank's contents back is
@@ -357,6 +358,24 @@ def _command(command: str, output: str, ok: bool = True) -> Call:
     return ("run_commands", {"commands": [command]}, result)
 
 
+def _plain(message: Json) -> str:
+    content = message.get("content") or ""
+    return content if isinstance(content, str) else "".join(p.get("text", "") for p in content)
+
+
+def _as_text(message: Json) -> str:
+    """One message as cline 3.x writes the conversation for its summarizer (each part cut at
+    2,000 characters)."""
+    if message["role"] == "tool":
+        return f"[Tool result]: {_plain(message)[:2000]}"
+    who = "User" if message["role"] == "user" else "Bot"
+    parts = [f"[{who}]: {_plain(message)[:2000]}"] if _plain(message) else []
+    for call in message.get("tool_calls") or ():
+        function = call["function"]
+        parts.append(f"[Bot tool calls]: {function['name']}({function['arguments'][:2000]})")
+    return "\n\n".join(parts)
+
+
 class Conversation:
     """One Cline task: the messages it resends every turn."""
 
@@ -381,24 +400,58 @@ class Conversation:
         self.messages.append({"role": "user", "content": text})
 
     def _condense(self) -> None:
-        """Cline's summary request; then the summary stands in for the older messages."""
-        ask = {
-            "role": "user",
-            "content": "Your task is to create a detailed summary of the conversation so far, "
-            "paying close attention to the user's explicit requests and your previous actions. "
-            "This summary will replace the earlier messages: include the files read and "
-            "changed, the commands run and their results, and the next step.",
-        }
-        done = [m for m in self.messages if m["role"] == "assistant"]
-        summary = "## Summary of the conversation so far\n\n" + "\n".join(
-            f"{i + 1}. {str(m.get('content') or '')[:220]}" for i, m in enumerate(done[-14:])
+        """cline 3.x compaction: the summarizer's request (its own prompt, the conversation as
+        text, no tools), then the summary, as a user message, in place of the older messages
+        (the task's among them); the last turn is kept."""
+        head = (
+            "Summarize this session for continuation. Be concise and factual.\n\n## Goal\nOne "
+            "sentence: what is being built or fixed.\n\n## State\n- Done: completed steps\n"
+            "- In Progress: current work\n- Blocked: blockers or open questions\n\n"
+            "## Highlights\nKey technical choices or notable findings (omit if none).\n\n"
+            "## Next\nImmediate next steps.\n\n"
         )
-        body = {"model": MODEL, "messages": self.body(ask)["messages"]}
-        self.b.emit(self.task, "meta", "condense", body, Reply(summary))
+        read, edited = self._files()
+        files = (
+            f"## Files\nRead: {', '.join(read) or 'none'}\nEdited: {', '.join(edited) or 'none'}"
+        )
+        text = "\n\n".join(_as_text(m) for m in self.messages)
+        ask = f"{head}{files}\n\nConversation:\n{text}"
+        system = "Summarize the provided coding session into a concise continuation note with "
+        system += "detailed next steps."
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": ask}]
+        done = [m for m in self.messages if m["role"] == "assistant" and m.get("content")]
+        summary = (
+            f"## Goal\n{_plain(self.messages[0])[:200]}\n\n## State\n- Done: "
+            + "; ".join(str(m["content"])[:120] for m in done[-6:])
+            + "\n\n## Next\nGo on from the last step.\n\n"
+            + "## Files\nRead:\n"
+            + ("\n".join(f"- {f}" for f in read) or "- none")
+            + "\nModified:\n"
+            + ("\n".join(f"- {f}" for f in edited) or "- none")
+        )
+        self.b.emit(
+            self.task, "meta", "condense", {"model": MODEL, "messages": messages}, Reply(summary)
+        )
         last = max(i for i, m in enumerate(self.messages) if m["role"] == "assistant")
-        tail = self.messages[last:]
-        self.messages = [self.messages[0], {"role": "assistant", "content": summary}, *tail]
+        opening = {
+            "role": "user",
+            "content": [{"type": "text", "text": f"Context summary:\n\n{summary}"}],
+        }
+        self.messages = [opening, *self.messages[last:]]
         self.last_total = 0
+
+    def _files(self) -> tuple[list[str], list[str]]:
+        """The files the conversation's calls read and edited, as cline lists them."""
+        read: dict[str, None] = {}
+        edited: dict[str, None] = {}
+        for message in self.messages:
+            for call in message.get("tool_calls") or ():
+                arguments = json.loads(call["function"]["arguments"])
+                if call["function"]["name"] == "read_files":
+                    read.update(dict.fromkeys(f["path"] for f in arguments["files"]))
+                elif call["function"]["name"] == "editor":
+                    edited.update({arguments["path"]: None})
+        return list(read), list(edited)
 
     def ask(self, label: str, note: str, say: str, calls: list[Call] | None = None) -> None:
         """A request answered by ``say`` and ``calls`` (none: a final answer)."""
