@@ -276,9 +276,12 @@ def test_two_windows_share_the_coder_while_one_works_on_it(
     with httpx.Client(base_url=router.base_url, timeout=30) as client:
 
         def send(body: dict[str, Any], answer: Script) -> httpx.Response:
+            # A's answers stream (their tool call arrives as deltas), the others' do not.
             machine.enqueue(answer)
-            reply = client.post("/v1/chat/completions", json={**body, "stream": False})
+            stream = body is IMPLEMENT
+            reply = client.post("/v1/chat/completions", json={**body, "stream": stream})
             assert reply.status_code == 200, reply.text
+            assert ("data: [DONE]" in reply.text) == stream
             return reply
 
         assert send(IMPLEMENT, edit).headers["x-router-model"] == CODER
