@@ -123,3 +123,18 @@ def test_a_compacted_conversation_goes_on_as_its_task_not_beside_it() -> None:
     assert engine.contested("/tmp/cline_capture/todo-app", going_on.session) == {}
     other = engine.contested("/tmp/cline_capture/todo-app", "a second window")
     assert CODER in other
+
+
+def test_a_compacted_conversation_with_nothing_to_continue_links_to_no_later_window() -> None:
+    """The router restarted, say: nothing was working when the compacted task arrived. A
+    second window starting afterwards is a second window, not the task's earlier self."""
+    engine = RoutingEngine(CATALOG, RoutingSettings(), 4096)
+    going_on = engine.decide(body({"role": "user", "content": SUMMARY}, *TESTS), View())
+    assert "continues" not in going_on.signals and going_on.session is not None
+    engine.replied(going_on.session, working=True)
+    other = engine.decide(body({"role": "user", "content": TASK}, *EDIT), View())
+    assert other.session is not None
+    engine.replied(other.session, working=True)
+    again = engine.decide(body({"role": "user", "content": SUMMARY}, *TESTS, *EDIT), View())
+    assert again.session == going_on.session and "continues" not in again.signals
+    assert CODER in engine.contested("/tmp/cline_capture/todo-app", going_on.session)

@@ -213,15 +213,20 @@ class RoutingEngine:
         first message, so its key is new. Taken as the latest session in its workspace still
         working when it first arrives (the one whose context filled up)."""
         with self._lock:
-            if (known := self._continues.get(key)) is not None:
-                return known
-            for routed in reversed(self._recent):
-                if routed.workspace == workspace and routed.session != key and not routed.waits:
-                    self._continues[key] = routed.session
-                    while len(self._continues) > self._max_sessions:
-                        self._continues.popitem(last=False)
-                    return routed.session
-        return None
+            if (known := self._continues.get(key)) is None:
+                # Looked for once, on its first request: later another window may be working.
+                known = next(
+                    (
+                        r.session
+                        for r in reversed(self._recent)
+                        if r.workspace == workspace and r.session != key and not r.waits
+                    ),
+                    "",
+                )
+                self._continues[key] = known
+                while len(self._continues) > self._max_sessions:
+                    self._continues.popitem(last=False)
+        return known or None
 
     def replied(self, session: str, working: bool) -> None:
         """Note how ``session``'s latest answer left it: still working (it called a tool
