@@ -447,9 +447,13 @@ class RouterService:
             if admission is not None:
                 admission.release()
             if watch is not None and decision.session is not None:
-                # A client that left has been stopped by its user; after an error it retries.
-                working = outcome != "client_gone" and (outcome != "ok" or watch.keeps_working())
-                self.engine.replied(decision.session, working)
+                # After an error the client retries. One that left has been stopped by its
+                # user, unless it already has a tool to run (a client may stop the stream there).
+                working = outcome.startswith("error") or watch.keeps_working()
+                answer = watch.answer_print() if outcome == "ok" else None
+                self.engine.replied(
+                    decision.session, working, record=decision.signals, answer=answer
+                )
             # Once the answer is on its way: the record is not what the client waits for.
             seconds = time.perf_counter() - started
             self.after.add(self._record, decision, finish, outcome, seconds)

@@ -13,11 +13,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from memory_router.routing.engine import RoutingEngine
+from memory_router.routing.engine import RoutingEngine, answer_print
 from memory_router.routing.policy import View
 from memory_router.routing.signals import read_signals
 from memory_router.settings import RoutingSettings, load_settings
-from memory_router.wire.openai import ChatCompletionRequest
+from memory_router.wire.openai import ChatCompletionRequest, ChatMessage
 
 REPO = Path(__file__).resolve().parents[2]
 NATIVE = json.loads((REPO / "tests/fixtures/cline/native_turn1.json").read_text(encoding="utf-8"))
@@ -122,7 +122,7 @@ def test_a_compacted_conversation_goes_on_as_its_task_not_beside_it() -> None:
     assert going_on.session is not None
     assert engine.contested("/tmp/cline_capture/todo-app", going_on.session) == {}
     other = engine.contested("/tmp/cline_capture/todo-app", "a second window")
-    assert CODER in other
+    assert other == {CODER: [other[CODER][0]]}  # the continuation's claim; the old one's gone
 
 
 def test_a_compacted_conversation_with_nothing_to_continue_links_to_no_later_window() -> None:
@@ -138,3 +138,52 @@ def test_a_compacted_conversation_with_nothing_to_continue_links_to_no_later_win
     again = engine.decide(body({"role": "user", "content": SUMMARY}, *TESTS, *EDIT), View())
     assert again.session == going_on.session and "continues" not in again.signals
     assert CODER in engine.contested("/tmp/cline_capture/todo-app", going_on.session)
+
+
+def test_the_users_own_context_summary_is_not_a_compaction() -> None:
+    text = "Context summary: we use Postgres 16 and FastAPI. Add a /health endpoint."
+    signals = read_signals(body({"role": "user", "content": text}))
+    assert not signals.compacted and signals.first_turn and signals.human_text == text
+
+
+def test_a_compacted_conversation_continues_the_session_whose_answer_it_kept() -> None:
+    """Two windows on one checkout. B's task ends with a text answer (it waits); at B's next
+    message cline compacts it. The compaction kept B's last answer, so it continues B, not A
+    (which is working, and the latest): A still counts as alongside, and B's last request,
+    now superseded, claims nothing any more."""
+    engine = RoutingEngine(CATALOG, RoutingSettings(), 4096)
+    ws = "/tmp/cline_capture/todo-app"
+    b_task = "Add a CSV export of paid invoices for a date range."
+    b = engine.decide(body({"role": "user", "content": b_task}, *EDIT), View())
+    assert b.session is not None
+    final = "Done: GET /reports/paid.csv streams the rows."
+    printed = answer_print(ChatMessage.model_validate({"role": "assistant", "content": final}))
+    engine.replied(b.session, False, record=b.signals, answer=printed)
+    a = engine.decide(body({"role": "user", "content": TASK}, *EDIT), View())
+    assert a.session is not None
+    engine.replied(a.session, True, record=a.signals, answer="call_a1")
+    kept = [
+        {"role": "assistant", "content": final},
+        {"role": "user", "content": "update memory bank"},
+    ]
+    b2 = engine.decide(body({"role": "user", "content": SUMMARY}, *kept), View())
+    assert b2.signals["continues"] == b.session
+    assert b2.session is not None
+    assert CODER in engine.contested(ws, b2.session)  # A, working alongside
+    # B's request before the compaction no longer claims anything for itself.
+    claims = engine.contested(ws, "a third window")
+    assert sum(len(c) for c in claims.values()) == 2  # A's and B2's, not B's as well
+
+
+def test_an_answer_is_noted_on_its_own_request_not_a_retry_in_flight() -> None:
+    """A client drops a request and retries at once: the retry is decided before the dropped
+    one's answer is noted. The note must not mark the retry, which is in flight."""
+    engine = RoutingEngine(CATALOG, RoutingSettings(), 4096)
+    request = body({"role": "user", "content": TASK}, *EDIT)
+    first = engine.decide(request, View())
+    retry = engine.decide(request, View())
+    assert first.session is not None and first.session == retry.session
+    engine.replied(first.session, False, record=first.signals)  # the dropped one: client gone
+    assert CODER in engine.contested("/tmp/cline_capture/todo-app", "a second window")
+    engine.replied(retry.session, False, record=retry.signals)
+    assert engine.contested("/tmp/cline_capture/todo-app", "a second window") == {}

@@ -39,3 +39,24 @@ def test_xml_tool_tags_count_only_for_an_xml_style_request() -> None:
     question = "<ask_followup_question><question>Which DB?</question></ask_followup_question>"
     assert not watched(TextDelta(question), xml=True)
     assert watched(TextDelta("<execute_command><command>pytest</command>"), xml=True)
+
+
+def test_an_answers_print_is_what_a_later_request_shows_of_it() -> None:
+    from memory_router.routing.engine import answer_print
+    from memory_router.wire.openai import ChatMessage
+
+    def sent_back(**message: object) -> str:
+        return answer_print(ChatMessage.model_validate({"role": "assistant", **message}))
+
+    text = ReplyWatch(xml=False)
+    for part in ("Done: ", "the tests pass.\n"):
+        text.see(TextDelta(part))
+    assert text.answer_print() == sent_back(content="Done: the tests pass.")  # cline trims it
+    assert text.answer_print() != sent_back(content="Done.")
+    called = ReplyWatch(xml=False)
+    called.see(TextDelta("Editing."))
+    called.see(call("editor"))
+    function = {"name": "editor", "arguments": "{}"}
+    assert called.answer_print() == sent_back(
+        content="Editing.", tool_calls=[{"id": "call_1", "type": "function", "function": function}]
+    )

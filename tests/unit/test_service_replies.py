@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from pathlib import Path
 from typing import Any
 
@@ -63,15 +64,19 @@ def test_the_answer_decides_whether_a_session_still_works_alongside() -> None:
     fix = cline("/src/a", "Refactor app/billing.py to use Decimal and fix the failing test")
 
     async def turn(
-        answer: list[Event | Exception], leave: bool = False, request: ChatCompletionRequest = fix
+        answer: list[Event | Exception],
+        leave: int | None = None,
+        request: ChatCompletionRequest = fix,
     ) -> None:
         backend.answers.append(answer)
         decision = service.decide_chat(request)
         assert decision.session == service.decide_chat(fix, remember=False).session
         events = service.chat(request, decision)
         try:
+            seen = 0
             async for _ in events:
-                if leave:
+                seen += 1
+                if seen == leave:
                     break  # the client went away mid-answer
         except BackendUnavailable:
             pass
@@ -93,7 +98,52 @@ def test_the_answer_decides_whether_a_session_still_works_alongside() -> None:
         assert claims() == {}  # its result waits for the user
         await turn([BackendUnavailable("Ollama is not answering", retry_after=1)])
         assert CODER in claims()  # Cline retries a failed request by itself
-        await turn([TextDelta("Editing."), TextDelta(" now"), EDIT, Finish("tool_calls")], True)
-        assert claims() == {}  # the user stopped the task
+        await turn([TextDelta("Editing."), TextDelta(" now"), EDIT, Finish("tool_calls")], 1)
+        assert claims() == {}  # the user stopped the task before any tool call
+        await turn([EDIT, TextDelta("And then I will..."), Finish("tool_calls")], 1)
+        assert CODER in claims()  # the client stopped the stream at the call: it runs the tool
+
+    asyncio.run(main())
+
+
+def test_a_compaction_that_kept_an_answer_continues_the_session_that_got_it() -> None:
+    """The tool call's id in the answer identifies it when cline sends it back compacted."""
+    backend = Answers()
+    service = RouterService(load_settings(REPO / "config"), {"ollama": backend})  # type: ignore[dict-item]
+    fix = cline("/src/a", "Refactor app/billing.py to use Decimal and fix the failing test")
+    other = cline("/src/a", "Add a --force flag to the sync command")
+
+    async def answer(request: ChatCompletionRequest, call_id: str) -> str | None:
+        edit = ToolCallDelta(index=0, id=call_id, name="editor", arguments="{}")
+        backend.answers.append([edit, Finish("tool_calls")])
+        decision = service.decide_chat(request)
+        async with aclosing(service.chat(request, decision)) as events:
+            async for _ in events:
+                pass
+        return decision.session
+
+    async def main() -> None:
+        first = await answer(fix, "call_fix_1")
+        await answer(other, "call_other_1")  # a second window, working, and the latest
+        kept = [
+            {"role": "user", "content": "Context summary:\n\n## Goal\nUse Decimal in billing."},
+            {
+                "role": "assistant",
+                "content": "",
+                "tool_calls": [
+                    {
+                        "id": "call_fix_1",
+                        "type": "function",
+                        "function": {"name": "editor", "arguments": "{}"},
+                    }
+                ],
+            },
+            {"role": "tool", "tool_call_id": "call_fix_1", "content": "Edited app/billing.py"},
+        ]
+        compacted = ChatCompletionRequest.model_validate(
+            {"model": "cline-memory-router", "messages": [fix.messages[0].model_dump(), *kept]}
+        )
+        decision = service.decide_chat(compacted, remember=False)
+        assert decision.signals["continues"] == first
 
     asyncio.run(main())

@@ -15,9 +15,10 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from ..settings import TASK_CLASSES, ModelSpec, RoutingSettings, TaskClass
-from ..wire.openai import ChatCompletionRequest
+from ..wire.openai import ChatCompletionRequest, ChatMessage
 from .classify import Classification, Vote, classify
 from .context import ContextEstimator
 from .decision import Decision
@@ -25,11 +26,20 @@ from .llm_vote import vote_key
 from .policy import Claim, SessionChoice, View, choose
 from .signals import RequestSignals, read_signals
 
-__all__ = ["ExampleIndex", "RoutingEngine", "session_key"]
+__all__ = ["ExampleIndex", "RoutingEngine", "answer_print", "session_key"]
 
 Embed = Callable[[Sequence[str]], list[list[float]]]
 _QUERY_CHARS = 300  # the user's words embedded for the example vote (never the system prompt)
 _TASK_DIGITS = 8
+
+
+def answer_print(message: ChatMessage) -> str:
+    """What identifies an assistant message across requests: its first tool call's id (the
+    router or the backend made it), else its text."""
+    calls = message.tool_calls
+    if calls and calls[0].id:
+        return calls[0].id
+    return f"text:{hash(message.text().strip()) & 0xFFFFFFFFFFFF:012x}"
 
 
 def session_key(request: ChatCompletionRequest) -> str:
@@ -110,6 +120,8 @@ class _Routed:
     """The model suits the request best of the models that could serve it."""
     holds: frozenset[str]
     """The models that could serve it."""
+    record: dict[str, Any] | None = None
+    """The decision's record (its ``signals``): which request this entry is."""
     waits: bool = False
     """Its answer handed the turn to the user (until then: in flight, so working)."""
 
@@ -141,6 +153,8 @@ class RoutingEngine:
         self._recent: deque[_Routed] = deque(maxlen=ACTIVE_WINDOW)
         self._continues: OrderedDict[str, str] = OrderedDict()
         """A compacted conversation's session -> the session it continues (see ``_link``)."""
+        self._answers: OrderedDict[str, str] = OrderedDict()
+        """An answer's print -> the session it answered (see ``_link``)."""
         self._lock = threading.Lock()
 
     # -- pieces ---------------------------------------------------------------------------
@@ -204,38 +218,63 @@ class RoutingEngine:
             chosen = next((c for c in able if c.model == decision.model), None)
             wants = chosen is not None and chosen.task_fit >= max(c.task_fit for c in able)
             holds = frozenset(c.model for c in able)
-            self._recent.append(
-                _Routed(key, workspace, decision.model, decision.task, now, wants, holds)
-            )
+            routed = _Routed(key, workspace, decision.model, decision.task, now, wants, holds)
+            routed.record = decision.signals
+            self._recent.append(routed)
 
-    def _link(self, key: str, workspace: str | None) -> str | None:
+    def _link(self, key: str, workspace: str | None, request: ChatCompletionRequest) -> str | None:
         """The session a compacted conversation continues: its summary replaced the task's
-        first message, so its key is new. Taken as the latest session in its workspace still
-        working when it first arrives (the one whose context filled up)."""
+        first message, so its key is new. Looked for once, on its first request: the session
+        that gave one of the answers it kept (by their tool-call ids or text), else the latest
+        in its workspace. That session then sends no more: it is no longer working."""
         with self._lock:
             if (known := self._continues.get(key)) is None:
-                # Looked for once, on its first request: later another window may be working.
                 known = next(
+                    (
+                        session
+                        for message in reversed(request.messages)
+                        if message.role == "assistant"
+                        and (session := self._answers.get(answer_print(message))) is not None
+                        and session != key
+                    ),
+                    None,
+                ) or next(
                     (
                         r.session
                         for r in reversed(self._recent)
-                        if r.workspace == workspace and r.session != key and not r.waits
+                        if r.workspace == workspace and r.session != key
                     ),
                     "",
                 )
                 self._continues[key] = known
                 while len(self._continues) > self._max_sessions:
                     self._continues.popitem(last=False)
+                for routed in reversed(self._recent):
+                    if routed.session == known:
+                        routed.waits = True
+                        break
         return known or None
 
-    def replied(self, session: str, working: bool) -> None:
-        """Note how ``session``'s latest answer left it: still working (it called a tool
-        the client runs by itself) or waiting for its user."""
+    def replied(
+        self,
+        session: str,
+        working: bool,
+        *,
+        record: dict[str, Any] | None = None,
+        answer: str | None = None,
+    ) -> None:
+        """Note how an answer left its session: still working (it called a tool the client
+        runs by itself) or waiting for its user. ``record``: the decision's, to find its very
+        request (else the session's latest); ``answer``: its print (``answer_print``)."""
         with self._lock:
             for routed in reversed(self._recent):
-                if routed.session == session:
+                if routed.record is record if record is not None else routed.session == session:
                     routed.waits = not working
-                    return
+                    break
+            if answer is not None:
+                self._answers[answer] = session
+                while len(self._answers) > self._max_sessions:
+                    self._answers.popitem(last=False)
 
     def contested(
         self, workspace: str | None, session: str | None = None
@@ -330,7 +369,7 @@ class RoutingEngine:
         output = request.output_limit() or self.reserved_output
         key = session_key(request)
         workspace = signals.memory.workspace
-        linked = self._link(key, workspace) if signals.compacted else None
+        linked = self._link(key, workspace, request) if signals.compacted else None
         session = self._session(key, self._clock())
         if session is None and linked is not None:  # its model, as the task had it
             session = self._session(linked, self._clock())

@@ -73,7 +73,7 @@ _WINDOW = 2  # assistant turns whose memory-bank tool activity sets the phase
 # Cline's continuation prompt (``continuationPrompt``), the result of its ``summarize_task``
 # call: the conversation was condensed mid-task and goes on from the summary.
 _CONTINUED = "session is being continued from a previous conversation"
-COMPACTED = "Context summary:"
+COMPACTED = "Context summary:\n\n"
 """How cline 3.x opens the user message that stands in for a compacted conversation's older
 messages (its task among them): a summary the client wrote, not the user's words."""
 _HUMAN_SCAN = 4000  # characters of the user's words searched for phrases (head and tail)
@@ -114,7 +114,7 @@ _NOT_HUMAN = (
 )
 # A tool result ("[read_file for 'x'] Result:") or a client notice ("[SYSTEM] ...", "[ERROR]").
 _AUTO_MESSAGE = re.compile(
-    r"\s*(?:\[(?:[a-z_]+(?: for '[^\n]*?')?\] Result:|[A-Z][A-Z _-]*[A-Z]\])|Context summary:\n)"
+    r"\s*(?:\[(?:[a-z_]+(?: for '[^\n]*?')?\] Result:|[A-Z][A-Z _-]*[A-Z]\])|Context summary:\n\n)"
 )
 _USER_INPUT_MODE = re.compile(r"<user_input\b[^>]*\bmode=\"(act|plan|yolo)\"")
 _CURRENT_MODE = re.compile(r"# Current Mode\s*\n\s*(ACT|PLAN) MODE")

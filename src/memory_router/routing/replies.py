@@ -26,24 +26,35 @@ _XML_WORKING = re.compile(r"<(" + "|".join(sorted(XML_TOOLS - HANDS_OVER)) + r")
 
 
 class ReplyWatch:
-    """Watches one answer's events for a call that keeps the agent working."""
+    """Watches one answer's events: a call that keeps the agent working, and what identifies
+    the answer when the client sends it back (``engine.answer_print``)."""
 
-    __slots__ = ("_texts", "working")
+    __slots__ = ("_call_id", "_texts", "_xml", "working")
 
     def __init__(self, xml: bool) -> None:
-        self._texts: list[str] | None = [] if xml else None
+        self._xml = xml
+        self._texts: list[str] = []
+        self._call_id: str | None = None
         self.working = False
         """A native tool call the client runs by itself has been seen."""
 
     def see(self, event: Event) -> None:
-        if type(event) is ToolCallDelta:
+        if type(event) is TextDelta:
+            self._texts.append(event.text)
+        elif type(event) is ToolCallDelta:
+            if self._call_id is None and event.id:
+                self._call_id = event.id
             if event.name is not None and event.name not in HANDS_OVER:
                 self.working = True
-        elif self._texts is not None and type(event) is TextDelta:
-            self._texts.append(event.text)
 
     def keeps_working(self) -> bool:
         """Whether the client comes back without its user once this answer is done."""
         if self.working:
             return True
-        return self._texts is not None and bool(_XML_WORKING.search("".join(self._texts)))
+        return self._xml and bool(_XML_WORKING.search("".join(self._texts)))
+
+    def answer_print(self) -> str:
+        """The answer's print, as ``engine.answer_print`` reads it from a later request."""
+        if self._call_id is not None:
+            return self._call_id
+        return f"text:{hash(''.join(self._texts).strip()) & 0xFFFFFFFFFFFF:012x}"

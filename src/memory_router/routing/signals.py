@@ -196,7 +196,7 @@ def _is_tool_result(message: ChatMessage) -> bool:
 
 def _is_compacted(message: ChatMessage) -> bool:
     """The summary cline 3.x puts first when it compacts a conversation."""
-    return message.text().lstrip()[: len(COMPACTED)] == COMPACTED
+    return message.text()[:64].lstrip().startswith(COMPACTED)
 
 
 def _words(messages: list[ChatMessage]) -> tuple[str, str, int]:
