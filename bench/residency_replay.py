@@ -33,7 +33,7 @@ import httpx
 
 from memory_router.routing.engine import session_key
 from memory_router.tokens import count_tokens
-from memory_router.wire.openai import ChatCompletionRequest
+from memory_router.wire.openai import ChatCompletionRequest, ChatMessage
 
 __all__ = [
     "CLINE_ATTEMPTS",
@@ -141,10 +141,7 @@ def conversation(messages: Sequence[Any]) -> tuple[str, str]:
     for message in messages:
         role = message.get("role") if isinstance(message, dict) else None
         if role in first and not first[role]:
-            content = message.get("content") or ""
-            if isinstance(content, list):
-                content = "\n".join(p.get("text") or "" for p in content if p.get("type") == "text")
-            first[role] = str(content)
+            first[role] = ChatMessage.model_validate(message).text()
     return first["system"], first["user"]
 
 

@@ -13,8 +13,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from memory_router.routing.engine import RoutingEngine, answer_print
+from memory_router.routing.engine import RoutingEngine
 from memory_router.routing.policy import View
+from memory_router.routing.replies import answer_print
 from memory_router.routing.signals import read_signals
 from memory_router.settings import RoutingSettings, load_settings
 from memory_router.wire.openai import ChatCompletionRequest, ChatMessage

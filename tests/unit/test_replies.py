@@ -42,7 +42,7 @@ def test_xml_tool_tags_count_only_for_an_xml_style_request() -> None:
 
 
 def test_an_answers_print_is_what_a_later_request_shows_of_it() -> None:
-    from memory_router.routing.engine import answer_print
+    from memory_router.routing.replies import answer_print
     from memory_router.wire.openai import ChatMessage
 
     def sent_back(**message: object) -> str:

@@ -18,28 +18,20 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ..settings import TASK_CLASSES, ModelSpec, RoutingSettings, TaskClass
-from ..wire.openai import ChatCompletionRequest, ChatMessage
+from ..wire.openai import ChatCompletionRequest
 from .classify import Classification, Vote, classify
 from .context import ContextEstimator
 from .decision import Decision
 from .llm_vote import vote_key
 from .policy import Claim, SessionChoice, View, choose
+from .replies import answer_print
 from .signals import RequestSignals, read_signals
 
-__all__ = ["ExampleIndex", "RoutingEngine", "answer_print", "session_key"]
+__all__ = ["ExampleIndex", "RoutingEngine", "session_key"]
 
 Embed = Callable[[Sequence[str]], list[list[float]]]
 _QUERY_CHARS = 300  # the user's words embedded for the example vote (never the system prompt)
 _TASK_DIGITS = 8
-
-
-def answer_print(message: ChatMessage) -> str:
-    """What identifies an assistant message across requests: its first tool call's id (the
-    router or the backend made it), else its text."""
-    calls = message.tool_calls
-    if calls and calls[0].id:
-        return calls[0].id
-    return f"text:{hash(message.text().strip()) & 0xFFFFFFFFFFFF:012x}"
 
 
 def session_key(request: ChatCompletionRequest) -> str:
@@ -218,9 +210,18 @@ class RoutingEngine:
             chosen = next((c for c in able if c.model == decision.model), None)
             wants = chosen is not None and chosen.task_fit >= max(c.task_fit for c in able)
             holds = frozenset(c.model for c in able)
-            routed = _Routed(key, workspace, decision.model, decision.task, now, wants, holds)
-            routed.record = decision.signals
-            self._recent.append(routed)
+            self._recent.append(
+                _Routed(
+                    key,
+                    workspace,
+                    decision.model,
+                    decision.task,
+                    now,
+                    wants,
+                    holds,
+                    record=decision.signals,
+                )
+            )
 
     def _link(self, key: str, workspace: str | None, request: ChatCompletionRequest) -> str | None:
         """The session a compacted conversation continues: its summary replaced the task's
@@ -229,23 +230,7 @@ class RoutingEngine:
         in its workspace. That session then sends no more: it is no longer working."""
         with self._lock:
             if (known := self._continues.get(key)) is None:
-                known = next(
-                    (
-                        session
-                        for message in reversed(request.messages)
-                        if message.role == "assistant"
-                        and (session := self._answers.get(answer_print(message))) is not None
-                        and session != key
-                    ),
-                    None,
-                ) or next(
-                    (
-                        r.session
-                        for r in reversed(self._recent)
-                        if r.workspace == workspace and r.session != key
-                    ),
-                    "",
-                )
+                known = self._continued(key, workspace, request)
                 self._continues[key] = known
                 while len(self._continues) > self._max_sessions:
                     self._continues.popitem(last=False)
@@ -254,6 +239,18 @@ class RoutingEngine:
                         routed.waits = True
                         break
         return known or None
+
+    def _continued(self, key: str, workspace: str | None, request: ChatCompletionRequest) -> str:
+        """``_link``'s search, under the lock ("": none)."""
+        for message in reversed(request.messages):
+            if message.role == "assistant":
+                session = self._answers.get(answer_print(message))
+                if session is not None and session != key:
+                    return session
+        for routed in reversed(self._recent):
+            if routed.workspace == workspace and routed.session != key:
+                return routed.session
+        return ""
 
     def replied(
         self,
@@ -268,7 +265,7 @@ class RoutingEngine:
         request (else the session's latest); ``answer``: its print (``answer_print``)."""
         with self._lock:
             for routed in reversed(self._recent):
-                if routed.record is record if record is not None else routed.session == session:
+                if (routed.record is record) if record is not None else (routed.session == session):
                     routed.waits = not working
                     break
             if answer is not None:

@@ -112,9 +112,12 @@ _NOT_HUMAN = (
     ("<file_content", "</file_content>"),
     ("<mode_notice>", "</mode_notice>"),
 )
-# A tool result ("[read_file for 'x'] Result:") or a client notice ("[SYSTEM] ...", "[ERROR]").
+# A tool result ("[read_file for 'x'] Result:"), a client notice ("[SYSTEM] ...", "[ERROR]") or
+# cline 3.x's compaction summary.
 _AUTO_MESSAGE = re.compile(
-    r"\s*(?:\[(?:[a-z_]+(?: for '[^\n]*?')?\] Result:|[A-Z][A-Z _-]*[A-Z]\])|Context summary:\n\n)"
+    r"\s*(?:\[(?:[a-z_]+(?: for '[^\n]*?')?\] Result:|[A-Z][A-Z _-]*[A-Z]\])|"
+    + re.escape(COMPACTED)
+    + ")"
 )
 _USER_INPUT_MODE = re.compile(r"<user_input\b[^>]*\bmode=\"(act|plan|yolo)\"")
 _CURRENT_MODE = re.compile(r"# Current Mode\s*\n\s*(ACT|PLAN) MODE")

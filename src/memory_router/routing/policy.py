@@ -11,15 +11,15 @@ running it would take on its host (``residency.plan``), then scores it:
 
 A load is paid once and serves the turns of the same kind that follow it (an implementation
 loop is many requests, a title is one), hence the division. A model that another session is
-working with alongside this one (``RoutingEngine.contested``: from another checkout, or
-taking turns on this one), and that suits its request best of the models that could serve
-it, is *contested*: two Cline windows that want different models, with room for one, would
-otherwise swap at every request. Evicting it is charged as that session's fit lost by running
-on the newcomer for its expected turns (it then shares the newcomer rather than loading its
-model back, by the same rule); so the session with more at stake holds the GPU and the other
-shares it until its work changes. If the newcomer cannot serve that session (its context does
-not fit there), it will load its model back at its next request: the eviction is charged its
-reload, and the load as serving one turn.
+working with alongside this one (``RoutingEngine.contested``: its request is in flight or its
+last answer keeps it working, on another checkout or this one), and that suits its request
+best of the models that could serve it, is *contested*: two Cline windows that want different
+models, with room for one, would otherwise swap at every request. Evicting it is charged as
+that session's fit lost by running on the newcomer for its expected turns (it then shares the
+newcomer rather than loading its model back, by the same rule); so the session with more at
+stake holds the GPU and the other shares it until its work changes. If the newcomer cannot
+serve that session (its context does not fit there), it will load its model back at its next
+request: the eviction is charged its reload, and the load as serving one turn.
 
 ``recency`` is 1 for a pinned model and halves every ``recency_half_life_s`` since a model's
 last use: evicting what the user just used costs its full reload. Evicting a model with

@@ -11,9 +11,10 @@ from __future__ import annotations
 import re
 
 from ..events import Event, TextDelta, ToolCallDelta
+from ..wire.openai import ChatMessage
 from .bank_calls import XML_TOOLS
 
-__all__ = ["HANDS_OVER", "ReplyWatch"]
+__all__ = ["HANDS_OVER", "ReplyWatch", "answer_print"]
 
 HANDS_OVER = frozenset(
     {
@@ -25,9 +26,22 @@ HANDS_OVER = frozenset(
 _XML_WORKING = re.compile(r"<(" + "|".join(sorted(XML_TOOLS - HANDS_OVER)) + r")>")
 
 
+def _text_print(text: str) -> str:
+    return f"text:{hash(text.strip()) & 0xFFFFFFFFFFFF:012x}"
+
+
+def answer_print(message: ChatMessage) -> str:
+    """What identifies an assistant message across requests: its first tool call's id (the
+    router or the backend made it), else its text (cline trims it)."""
+    calls = message.tool_calls
+    if calls and calls[0].id:
+        return calls[0].id
+    return _text_print(message.text())
+
+
 class ReplyWatch:
     """Watches one answer's events: a call that keeps the agent working, and what identifies
-    the answer when the client sends it back (``engine.answer_print``)."""
+    the answer when the client sends it back (``answer_print``)."""
 
     __slots__ = ("_call_id", "_texts", "_xml", "working")
 
@@ -54,7 +68,5 @@ class ReplyWatch:
         return self._xml and bool(_XML_WORKING.search("".join(self._texts)))
 
     def answer_print(self) -> str:
-        """The answer's print, as ``engine.answer_print`` reads it from a later request."""
-        if self._call_id is not None:
-            return self._call_id
-        return f"text:{hash(''.join(self._texts).strip()) & 0xFFFFFFFFFFFF:012x}"
+        """The answer's print, as ``answer_print`` reads it from a later request."""
+        return self._call_id if self._call_id is not None else _text_print("".join(self._texts))
