@@ -379,8 +379,9 @@ def _as_text(message: Json) -> str:
 class Conversation:
     """One Cline task: the messages it resends every turn."""
 
-    def __init__(self, b: Builder, ws: str, task: int, mode: str, first: str) -> None:
+    def __init__(self, b: Builder, ws: str, task: int, mode: str, first: str, tag: str) -> None:
         self.b, self.ws, self.task, self.mode = b, ws, task, mode
+        self.tag = tag  # in the tool calls' ids: unique to this developer, as the router's are
         self.messages: list[Json] = [{"role": "user", "content": first}]
         self.calls = 0
         self.last_total = 0
@@ -461,7 +462,7 @@ class Conversation:
         reply = Reply(say, tuple({"name": n, "arguments": a} for n, a, _ in calls))
         label, self.carrying_bank = "memory" if self.carrying_bank else label, False
         self.last_total = self.b.emit(self.task, label, note, self.body(), reply)
-        ids = [f"call_t{self.task}_{self.calls + k}" for k in range(1, len(calls) + 1)]
+        ids = [f"call_{self.tag}_t{self.task}_{self.calls + k}" for k in range(1, len(calls) + 1)]
         self.calls += len(calls)
         message: Json = {"role": "assistant", "content": say}
         if calls:
@@ -619,7 +620,8 @@ def build_trace(seed: int, tasks: int, workspace: str = WS) -> list[TraceItem]:
         log = f"\n\n```\n{_log(rng, rng.randint(30, 140))}\n```"
         first = rng.choice(_OPENERS) + (spec.question if analysis == "start" else spec.text)
         first += log if analysis == "start" and first.endswith(":") else ""
-        c = Conversation(b, workspace, n, "plan" if analysis == "start" else "act", first)
+        mode = "plan" if analysis == "start" else "act"
+        c = Conversation(b, workspace, n, mode, first, tag=f"{seed:x}")
         if rng.random() < 0.5:
             _title(b, n, first[:400])
         _read_bank(c, project)

@@ -11,6 +11,7 @@ from typing import Any
 from memory_router.backends.base import ChatCall
 from memory_router.errors import BackendUnavailable
 from memory_router.events import Event, Finish, TextDelta, ToolCallDelta
+from memory_router.routing.engine import session_keys
 from memory_router.service import RouterService
 from memory_router.settings import load_settings
 from memory_router.wire.openai import ChatCompletionRequest
@@ -70,7 +71,9 @@ def test_the_answer_decides_whether_a_session_still_works_alongside() -> None:
     ) -> None:
         backend.answers.append(answer)
         decision = service.decide_chat(request)
-        assert decision.session == service.decide_chat(fix, remember=False).session
+        # One task: each of its requests opens as ``fix`` does.
+        assert decision.session == session_keys(request)[0]
+        assert session_keys(request)[1] == session_keys(fix)[0]
         events = service.chat(request, decision)
         try:
             seen = 0

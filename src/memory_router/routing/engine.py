@@ -1,11 +1,11 @@
 """The routing engine: signals, class, tokens and session for a request, then ``choose``.
 
 The engine holds the little state routing needs between requests: the per-message token
-cache and corrections, the sessions (keyed by the system prompt and the first user message,
-so each Cline task is one session), and the labelled examples' embeddings. Given that state
-and a ``View`` of the hosts, ``decide`` is a function of the request: it calls no model and
-does no I/O (the example vote embeds the user's few words with the already loaded embedder,
-once per distinct text).
+cache and corrections, the sessions (keyed by the system prompt, the first user message and
+the first answer, so each Cline task, in each window, is one session), and the labelled
+examples' embeddings. Given that state and a ``View`` of the hosts, ``decide`` is a function
+of the request: it calls no model and does no I/O (the example vote embeds the user's few
+words with the already loaded embedder, once per distinct text).
 """
 
 from __future__ import annotations
@@ -27,21 +27,45 @@ from .policy import Claim, SessionChoice, View, choose
 from .replies import answer_print
 from .signals import RequestSignals, read_signals
 
-__all__ = ["ExampleIndex", "RoutingEngine", "session_key"]
+__all__ = ["ExampleIndex", "RoutingEngine", "session_key", "session_keys"]
 
 Embed = Callable[[Sequence[str]], list[list[float]]]
 _QUERY_CHARS = 300  # the user's words embedded for the example vote (never the system prompt)
 _TASK_DIGITS = 8
 
 
-def session_key(request: ChatCompletionRequest) -> str:
-    """A task's identity: its system prompt and first user message.
+def session_keys(request: ChatCompletionRequest) -> tuple[str, str]:
+    """A task's identity, and its opening's: ``(key, opening)``.
 
-    The last ``_TASK_DIGITS`` hex digits come from the first user message alone: the same for
-    the task in Plan and in Act mode, whose system prompts differ."""
-    system = next((m.text() for m in request.messages if m.role == "system"), "")
-    first = next((m.text() for m in request.messages if m.role == "user"), "")
-    return f"{hash(system) & 0xFFFFFFFFFFFF:012x}{hash(first) & 0xFFFFFFFF:08x}"
+    ``key`` comes from the system prompt, the first user message and the first answer to it:
+    two Cline windows that open with the same words part at their first answers (each names
+    its own tool-call ids, or says its own text). ``opening`` leaves the answer out: the key
+    of the task's first request, which has none yet (then both are the same). The last
+    ``_TASK_DIGITS`` hex digits leave the system prompt out: the same for the task in Plan
+    and in Act mode, whose system prompts differ."""
+    system: str | None = None
+    first: str | None = None
+    answer = ""
+    for message in request.messages:
+        if message.role == "system":
+            if system is None:
+                system = message.text()
+        elif message.role == "user":
+            if first is None:
+                first = message.text()
+        elif message.role == "assistant" and first is not None:
+            answer = answer_print(message)
+            break
+    head = f"{hash(system or '') & 0xFFFFFFFFFFFF:012x}"
+    opening = f"{head}{hash(first or '') & 0xFFFFFFFF:08x}"
+    if not answer:
+        return opening, opening
+    return f"{head}{hash((first or '', answer)) & 0xFFFFFFFF:08x}", opening
+
+
+def session_key(request: ChatCompletionRequest) -> str:
+    """A task's identity (``session_keys``)."""
+    return session_keys(request)[0]
 
 
 class ExampleIndex:
@@ -116,6 +140,8 @@ class _Routed:
     """The decision's record (its ``signals``): which request this entry is."""
     waits: bool = False
     """Its answer handed the turn to the user (until then: in flight, so working)."""
+    opening: str = ""
+    """The key of its task's first request (``session_keys``); "": the session's own."""
 
 
 class RoutingEngine:
@@ -194,8 +220,11 @@ class RoutingEngine:
                 return None
             return session.choice
 
-    def remember(self, key: str, decision: Decision, workspace: str | None = None) -> None:
-        """Keep a routed decision as its session's current choice (housekeeping excepted)."""
+    def remember(
+        self, key: str, decision: Decision, workspace: str | None = None, opening: str = ""
+    ) -> None:
+        """Keep a routed decision as its session's current choice (housekeeping excepted).
+        ``opening``: the key of the task's first request, if not ``key`` (``session_keys``)."""
         if decision.task is None or decision.task == "meta":
             return
         now = self._clock()
@@ -220,6 +249,7 @@ class RoutingEngine:
                     wants,
                     holds,
                     record=decision.signals,
+                    opening=opening if opening != key else "",
                 )
             )
 
@@ -274,7 +304,7 @@ class RoutingEngine:
                     self._answers.popitem(last=False)
 
     def contested(
-        self, workspace: str | None, session: str | None = None
+        self, workspace: str | None, session: str | None = None, opening: str | None = None
     ) -> dict[str, list[Claim]]:
         """Models that other sessions are working with alongside this one and that suit their
         latest requests best, with each such session's claim.
@@ -283,7 +313,9 @@ class RoutingEngine:
         workspace, or, in this workspace, of another session; in either case only while that
         request is in flight or its answer keeps the agent working (a session whose answer
         waits for its user is not working: one developer's tasks follow one another). Plan
-        and Act of one task are never alongside each other."""
+        and Act of one task are never alongside each other. ``opening``: the key of this
+        session's first request (``session_keys``); a window's first request stands for it
+        only until its next one, which has its own key."""
         if not self._recent:
             return {}
         now = self._clock()
@@ -291,12 +323,15 @@ class RoutingEngine:
             recent = [(r, r.waits) for r in self._recent]
         # Plan and Act of one task are two sessions of one task: never alongside each other;
         # nor a compacted conversation and the one it continues.
-        task = session[-_TASK_DIGITS:] if session is not None else None
+        tasks = {key[-_TASK_DIGITS:] for key in (session, opening) if key is not None}
         linked = self._continues.get(session) if session is not None else None
+        gone_on = {routed.opening for routed, _ in recent if routed.opening}
         latest: dict[tuple[str, str | None], tuple[_Routed, bool]] = {}
         for routed, waits in recent:  # oldest first: the latest of each wins
+            if routed.session in gone_on:
+                continue
             if routed.workspace == workspace and (
-                routed.session[-_TASK_DIGITS:] == task or routed.session == linked
+                routed.session[-_TASK_DIGITS:] in tasks or routed.session == linked
             ):
                 continue
             if workspace is not None and routed.workspace not in (None, workspace):
@@ -364,12 +399,15 @@ class RoutingEngine:
             task = "memory"
         prompt = self.tokens.prompt_tokens(request)
         output = request.output_limit() or self.reserved_output
-        key = session_key(request)
+        key, opening = session_keys(request)
         workspace = signals.memory.workspace
         linked = self._link(key, workspace, request) if signals.compacted else None
-        session = self._session(key, self._clock())
+        now = self._clock()
+        session = self._session(key, now)
+        if session is None and opening != key:  # its first request's choice
+            session = self._session(opening, now)
         if session is None and linked is not None:  # its model, as the task had it
-            session = self._session(linked, self._clock())
+            session = self._session(linked, now)
         needs = request.needs()
         record = {
             "class": classification.task,
@@ -393,7 +431,7 @@ class RoutingEngine:
         }
         if linked is not None:
             record["continues"] = linked  # the session this compacted conversation goes on
-        contested = self.contested(workspace, key)
+        contested = self.contested(workspace, key, opening)
         if contested:
             record["contested"] = sorted(contested)  # models other sessions work with alongside
         decision = choose(
@@ -401,6 +439,6 @@ class RoutingEngine:
             session, session_key=key, signals=record, needs=needs, contested=contested,
         )  # fmt: skip
         if remember:
-            self.remember(key, decision, workspace)
+            self.remember(key, decision, workspace, opening)
         record["decide_ms"] = round((time.perf_counter() - started) * 1000, 3)
         return decision
