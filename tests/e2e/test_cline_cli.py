@@ -73,19 +73,25 @@ def cline_env(state: Path) -> dict[str, str]:
     }
 
 
-def test_cline_carries_turns_through_the_router(
-    embedded_router: RouterProcess, tmp_path: Path
-) -> None:
+def signed_in(state: Path, base_url: str) -> tuple[str, list[str], dict[str, str]]:
+    """The Cline CLI set up (``cline auth``) to use the router at ``base_url``, its state in
+    ``state``: its binary, the arguments naming that state, and its environment."""
     cline = cline_binary()
-    state = tmp_path / "cline-state"
-    ws = workspace(tmp_path)
     env = cline_env(state)
     common = ["--data-dir", str(state), "--config", str(state / "config")]
     subprocess.run(
         [cline, "auth", "-p", "openai-compatible", "-k", "any-key", "-m", "cline-memory-router",
-         "-b", embedded_router.base_url + "/v1", *common],
+         "-b", base_url + "/v1", *common],
         env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, check=True, timeout=120,
     )  # fmt: skip
+    return cline, common, env
+
+
+def test_cline_carries_turns_through_the_router(
+    embedded_router: RouterProcess, tmp_path: Path
+) -> None:
+    ws = workspace(tmp_path)
+    cline, common, env = signed_in(tmp_path / "cline-state", embedded_router.base_url)
     log_before = len(embedded_router.log().splitlines())
 
     stderr_path = tmp_path / "cline.stderr"
