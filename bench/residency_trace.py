@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from residency_replay import Builder, Reply, TraceItem
+from residency_text import BANK_TEXT, FIELDS, HEADER, NOUNS, STATEMENTS, TASKS, VERBS, TaskSpec
 
 __all__ = ["CONDENSE_AT", "WS", "Reply", "TraceItem", "build_trace"]
 
@@ -43,156 +43,6 @@ BANK_FILES = (
 )
 Json = dict[str, Any]
 Call = tuple[str, Json, str]  # tool name, arguments, the result Cline sends back
-
-
-@dataclass(frozen=True)
-class TaskSpec:
-    symbol: str
-    test: str
-    files: tuple[str, ...]
-    text: str
-    question: str  # the same work asked as an analysis first (Plan mode)
-    review: str  # an analysis after the implementation; a log is pasted after it
-    chat: str
-
-
-def _spec(head: str, text: str, question: str, review: str, chat: str) -> TaskSpec:
-    symbol, test, *files = head.split()
-    paths = tuple(f"app/{f}.py" for f in files)
-    return TaskSpec(symbol, f"tests/{test}.py", paths, text, question, review, chat)
-
-
-TASKS = (
-    _spec(
-        "list_invoices test_invoices_api api/invoices db/queries schemas/invoice",
-        "Add limit/offset pagination to GET /invoices, with the total in an X-Total-Count "
-        "header. Keep the default page size at 50.",
-        "Explain how GET /invoices builds its query today and review whether offset "
-        "pagination stays fast with 200k invoices. Propose a plan, don't change code yet.",
-        "Before we go on, review the pagination change for edge cases. Staging logged this:",
-        "thanks! what does keyset pagination mean, compared to offset?",
-    ),
-    _spec(
-        "send_due_reminders test_reminders jobs/reminders jobs/scheduler db/models",
-        "Customers get the payment reminder twice when the scheduler restarts during a run. "
-        "Fix it so each reminder is sent at most once.",
-        "Why could a reminder be sent twice after a scheduler restart? Walk me through the "
-        "reminder job and its locking, and compare the options to make it exactly-once.",
-        "Can you review the reminder fix again? The worker log from last night:",
-        "thanks. what does at-least-once delivery mean exactly?",
-    ),
-    _spec(
-        "paid_invoices_between test_reports api/reports db/queries services/money",
-        "Add a streamed CSV export of paid invoices for a date range: GET /reports/paid.csv",
-        "How should we structure the CSV export so it does not load every invoice in memory? "
-        "Review the reports module and recommend an approach.",
-        "Review the export: are time zones and currencies handled right? A staging run:",
-        "great, thanks. what is the difference between a generator and a StreamingResponse?",
-    ),
-    _spec(
-        "handle_payment_webhook test_webhooks api/webhooks services/payments db/models",
-        "Retry failed payment webhooks with exponential backoff (max 6 attempts) and store an "
-        "idempotency key so a retried webhook never books a payment twice.",
-        "Investigate why some payments were booked twice last week: analyze the webhook "
-        "handler and the payment service, explain the root cause. Log excerpt below:",
-        "Review the retry logic: is the backoff bounded? The provider's delivery log:",
-        "thx - what is an idempotency key, in one sentence?",
-    ),
-    _spec(
-        "billing_email test_customers_api db/models schemas/customer api/customers",
-        "Rename Customer.billing_email to invoice_email everywhere, with an Alembic migration.",
-        "Plan the billing_email rename: which modules, migrations and API clients are "
-        "affected, and what are the trade-offs of keeping a deprecated alias?",
-        "Review the migration: will it lock the customers table for long? The staging run:",
-        "ok cool. what does the alembic 'batch_alter_table' mode do?",
-    ),
-    _spec(
-        "render_invoice_pdf test_pdf pdf/render pdf/layout services/money",
-        "Put the company logo and an EPC QR code for bank transfer on the invoice PDF.",
-        "Walk me through how the invoice PDF is rendered, from the template to the bytes, "
-        "and assess where a QR code would fit best.",
-        "Review the PDF change: the renderer logged warnings on staging:",
-        "nice, thanks. what does EPC stand for in EPC QR code?",
-    ),
-    _spec(
-        "invoice_total test_totals services/money services/totals schemas/invoice",
-        "Invoice totals are off by a cent on invoices with many lines. Fix the rounding.",
-        "Explain how totals and taxes are computed and where rounding happens; why can the "
-        "total differ from the sum of the lines?",
-        "Review the rounding fix against the accountant's report. The failing comparison:",
-        "thanks! what does ROUND_HALF_EVEN mean exactly?",
-    ),
-    _spec(
-        "RateLimiter test_rate_limit api/deps api/middleware settings",
-        "Add rate limiting to the public API: 100 requests a minute per key, else 429.",
-        "Compare a fixed window, a sliding window and a token bucket for our rate limit with "
-        "three API replicas behind the load balancer. Recommend one.",
-        "Review the limiter under load; the load test printed:",
-        "great. what's the difference between 429 and 503 for clients?",
-    ),
-)
-
-_NOUNS = ("invoice", "customer", "payment", "reminder", "line", "tax", "ledger", "export")
-_VERBS = ("load", "build", "validate", "apply", "render", "compute", "fetch", "store", "sync")
-_FIELDS = ("amount", "status", "due_date", "issued_at", "currency", "customer_id", "total")
-_BANK_TEXT = {
-    "projectbrief": "# Project Brief: Ledgerline\n\n## Goal\nLedgerline is invoicing for small "
-    "agencies (2-40 people): issue invoices in several currencies, chase payments, export "
-    "what the accountant needs. One deployment per customer, hosted by us.\n\n## Scope\n- "
-    "Invoices with line items, taxes per line, discounts, credit notes.\n- Payment reminders "
-    "by email on a schedule the agency chooses.\n- Payments booked from the provider's "
-    "webhooks (Stripe, GoCardless) and from bank statements.\n- Reports: open items, paid "
-    "invoices, VAT per quarter, CSV for accountants.\n\n## Out of scope\nPayroll, "
-    "expenses, time tracking (agencies use Harvest; we import its CSV).\n",
-    "productContext": "# Product Context\n\n## Why it exists\nAgencies lose money to late "
-    "invoices and forgotten reminders. Their accountants want clean exports, not PDFs.\n\n## "
-    "Users\n- Owners: issue invoices, look at the open items every Monday.\n- Office managers:"
-    " book payments, send reminders, answer customers.\n- Accountants (read only): exports "
-    "at the end of each quarter.\n\n## Experience goals\n- An invoice is issued in under a "
-    "minute from a Harvest import.\n- No customer is ever reminded twice for the same "
-    "invoice on the same day.\n- Every amount on screen equals the amount in the export, to "
-    "the cent.\n",
-    "systemPatterns": "# System Patterns\n\n## Architecture\nA FastAPI app (app/api) over a "
-    "service layer (app/services) and SQLAlchemy 2.0 models (app/db). Background jobs "
-    "(app/jobs) run in one scheduler process with APScheduler; they take a Postgres advisory "
-    "lock per job so a second scheduler waits.\n\n## Money\nAmounts are Decimal in the "
-    "invoice currency, never float. app/services/money.py owns rounding (ROUND_HALF_UP per "
-    "line, as the tax office wants).\n\n## Idempotency\nWebhook handlers store the "
-    "provider's event id; a repeated id answers 200 without booking again.\n\n## Errors\n"
-    "Services raise DomainError subclasses; app/api/errors.py maps them to problem+json.\n\n"
-    "## Testing\npytest with a Postgres per worker (pytest-xdist), factories in "
-    "tests/factories.py, time frozen with time-machine.\n\n## Modules\n{modules}",
-    "techContext": "# Tech Context\n\n## Stack\n- Python 3.12, FastAPI 0.115, SQLAlchemy 2.0 "
-    "(async), Alembic, Pydantic 2.\n- Postgres 16; Redis 7 for the rate limiter and job "
-    "locks' heartbeat.\n- WeasyPrint for PDFs; Jinja templates in app/pdf/templates.\n- "
-    "Emails through Postmark.\n\n## Development setup\n`uv sync`, `docker compose up db "
-    "redis`, `uv run alembic upgrade head`, `uv run pytest -q`. Lint: `uv run ruff check . && "
-    "uv run mypy app`.\n\n## Constraints\n- Three API replicas behind the load balancer; the "
-    "scheduler runs once.\n- p95 under 300 ms for list endpoints at 200k invoices.\n",
-    "activeContext": "# Active Context\n\n## Current focus\n{focus}\n\n## Recent decisions\n"
-    "- Keep money as Decimal end to end; the API serialises amounts as strings.\n- Reports "
-    "stream rows; never build a whole report in memory.\n{decisions}",
-    "progress": "# Progress\n\n## What works\n- Invoices, credit notes, taxes, discounts.\n- "
-    "Harvest import, PDF invoices, Postmark emails.\n- Stripe and GoCardless webhooks.\n"
-    "{done}\n## What is left\n- Bank statement import (CAMT.053).\n- Multi-user roles.\n\n## "
-    "Known issues\n- Reminder job occasionally slow on Monday mornings (n+1 queries).\n",
-}
-_STATEMENTS = (
-    "    {o} = row.{o} or Decimal(0)",
-    '    if strict and row.{f} is None:\n        raise DomainError("{n} {f} is missing")',
-    "    total = Decimal(0)\n    for line in row.lines:\n        total += (line.quantity * "
-    'line.unit_price).quantize(\n            Decimal("0.01"), rounding=ROUND_HALF_UP\n        )',
-    '    log.info("{v}_{n}", extra={{"id": row.id, "{o}": row.{o}}})',
-    "    row.updated_at = datetime.now(UTC)\n    await session.flush()",
-)
-_HEADER = (
-    "from __future__ import annotations\n\nimport logging\nfrom dataclasses import dataclass\n"
-    "from datetime import UTC, datetime\nfrom decimal import ROUND_HALF_UP, Decimal\n\n"
-    "from sqlalchemy import select\nfrom sqlalchemy.ext.asyncio import AsyncSession\n\n"
-    "from app.db.models import {m}, Customer, Invoice\nfrom app.services.errors import "
-    "DomainError, NotFound\n\nlog = logging.getLogger(__name__)\n\n\n@dataclass(frozen=True)\n"
-    "class {m}Row:"
-)
 
 
 def _fixture(name: str) -> Json:
@@ -217,13 +67,13 @@ def _compact(value: Any) -> str:
 
 def _module(rng: random.Random, path: str) -> str:
     """A plausible Python module: imports, a row type, 5-12 functions with bodies."""
-    model = rng.choice(_NOUNS).title()
+    model = rng.choice(NOUNS).title()
     stem = path.rsplit("/", 1)[-1].removesuffix(".py").replace("_", " ").title()
-    lines = [f'"""{stem}: {rng.choice(_VERBS)}ing {rng.choice(_NOUNS)}s."""\n']
-    lines += _HEADER.format(m=model).split("\n")
-    lines += [f"    {f}: {rng.choice(['Decimal', 'str', 'datetime', 'int'])}" for f in _FIELDS]
+    lines = [f'"""{stem}: {rng.choice(VERBS)}ing {rng.choice(NOUNS)}s."""\n']
+    lines += HEADER.format(m=model).split("\n")
+    lines += [f"    {f}: {rng.choice(['Decimal', 'str', 'datetime', 'int'])}" for f in FIELDS]
     for _ in range(rng.randint(5, 12)):
-        verb, noun, fld = rng.choice(_VERBS), rng.choice(_NOUNS), rng.choice(_FIELDS)
+        verb, noun, fld = rng.choice(VERBS), rng.choice(NOUNS), rng.choice(FIELDS)
         lines += [
             "\n",
             f"async def {verb}_{noun}(session: AsyncSession, {noun}_id: int, "
@@ -234,8 +84,8 @@ def _module(rng: random.Random, path: str) -> str:
             f'    if row is None:\n        raise NotFound(f"{noun} {{{noun}_id}} not found")',
         ]
         for _ in range(rng.randint(2, 6)):
-            line = rng.choice(_STATEMENTS)
-            lines.append(line.format(o=rng.choice(_FIELDS), f=fld, n=noun, v=verb))
+            line = rng.choice(STATEMENTS)
+            lines.append(line.format(o=rng.choice(FIELDS), f=fld, n=noun, v=verb))
         lines.append(f"    return {model}Row(**{{f: getattr(row, f) for f in _FIELDS}})")
     return "\n".join(lines) + "\n"
 
@@ -253,8 +103,8 @@ def _pytest(rng: random.Random, ws: str, test: str, symbol: str, passed: bool) -
     name = f"test_{symbol.lower()}_{rng.choice(['edge', 'rounding', 'empty', 'twice', 'limit'])}"
     got, want = rng.randint(2, 60), rng.randint(2, 60)
     frames = "\n".join(
-        f"{ws}/app/{rng.choice(['services', 'api', 'jobs'])}/{rng.choice(_NOUNS)}.py:"
-        f"{rng.randint(20, 300)}: in {rng.choice(_VERBS)}_{rng.choice(_NOUNS)}\n"
+        f"{ws}/app/{rng.choice(['services', 'api', 'jobs'])}/{rng.choice(NOUNS)}.py:"
+        f"{rng.randint(20, 300)}: in {rng.choice(VERBS)}_{rng.choice(NOUNS)}\n"
         "    row = (await session.execute(query)).scalar_one_or_none()"
         for _ in range(rng.randint(3, 7))
     )
@@ -272,11 +122,11 @@ def _pytest(rng: random.Random, ws: str, test: str, symbol: str, passed: bool) -
 def _log(rng: random.Random, lines: int) -> str:
     out = []
     for i in range(lines):
-        level, noun = rng.choices(["INFO", "WARNING", "ERROR"], [8, 2, 1])[0], rng.choice(_NOUNS)
+        level, noun = rng.choices(["INFO", "WARNING", "ERROR"], [8, 2, 1])[0], rng.choice(NOUNS)
         out.append(
             f"2026-11-{rng.randint(10, 20)}T{rng.randint(0, 23):02d}:{i % 60:02d}:"
             f"{rng.randint(0, 59):02d}.{rng.randint(0, 999):03d}Z {level:<7} app.{noun} "
-            f"{rng.choice(_VERBS)}_{noun} {noun}_id={rng.randint(1000, 99999)} request_id="
+            f"{rng.choice(VERBS)}_{noun} {noun}_id={rng.randint(1000, 99999)} request_id="
             f"{rng.getrandbits(64):016x} attempt={rng.randint(1, 4)} ms={rng.randint(3, 2400)}"
         )
         if level == "ERROR":
@@ -308,7 +158,7 @@ class Project:
 
     def bank(self, name: str) -> str:
         paths = sorted({path for spec in TASKS for path in (*spec.files, spec.test)})
-        return _BANK_TEXT[name].format(
+        return BANK_TEXT[name].format(
             focus=self.focus,
             decisions="".join(f"- {d}\n" for d in self.decisions[-6:]),
             done="".join(f"- {d}\n" for d in self.done),
@@ -342,7 +192,7 @@ class Project:
         lines = self.source(path).split("\n")
         start = rng.randrange(20, max(len(lines) - 20, 21))
         old = "\n".join(lines[start : start + rng.randint(4, 14)])
-        note = f"    # {rng.choice(_VERBS)} the {rng.choice(_NOUNS)} first ({rng.choice(_FIELDS)})"
+        note = f"    # {rng.choice(VERBS)} the {rng.choice(NOUNS)} first ({rng.choice(FIELDS)})"
         new = "\n".join([note, old, *old.split("\n")[: rng.randint(2, 8)]])
         return _edit(self.ws, path, old, new)
 
@@ -535,14 +385,14 @@ def _analysis(c: Conversation, p: Project, spec: TaskSpec) -> None:
             path = spec.files[i % len(spec.files)]
             c.ask("analyze", "read", "Let me read how this works today.", [p.read([path])])
     points = "\n".join(
-        f"{n}. `{f}` {rng.choice(_VERBS)}s the {rng.choice(_NOUNS)} and "
-        f"{rng.choice(_VERBS)}s its {rng.choice(_FIELDS).replace('_', ' ')} in one "
+        f"{n}. `{f}` {rng.choice(VERBS)}s the {rng.choice(NOUNS)} and "
+        f"{rng.choice(VERBS)}s its {rng.choice(FIELDS).replace('_', ' ')} in one "
         f"transaction; the risk is {rng.choice(['a race', 'a lost update', 'a slow query'])} "
         f"when two requests reach `{spec.symbol}` at once."
         for n, f in enumerate(spec.files * 2, 1)
     )
     options = "\n".join(
-        f"- Option {k}: {rng.choice(_VERBS)} the {rng.choice(_NOUNS)} "
+        f"- Option {k}: {rng.choice(VERBS)} the {rng.choice(NOUNS)} "
         f"{rng.choice(['in the database', 'in Redis', 'in the service layer'])}; simple, but "
         f"{rng.choice(['it locks', 'it costs a query', 'it needs a migration'])}."
         for k in "ABC"
@@ -566,7 +416,7 @@ def _update_bank(c: Conversation, p: Project, spec: TaskSpec) -> None:
     paths = [f"memory-bank/{n}.md" for n in BANK_FILES]
     c.ask("memory", "bank review", "I'll review every memory bank file first.", [p.read(paths)])
     old_focus, p.focus = p.focus, f"Just finished: {spec.text}"
-    p.decisions.append(f"{spec.symbol}: {c.b.rng.choice(_VERBS)} in the service layer, tested.")
+    p.decisions.append(f"{spec.symbol}: {c.b.rng.choice(VERBS)} in the service layer, tested.")
     p.done.append(spec.text.split(".")[0])
     edits = [
         _edit(p.ws, "memory-bank/activeContext.md", old_focus, p.focus),
@@ -590,7 +440,7 @@ def _chat(c: Conversation, spec: TaskSpec) -> None:
     rng = c.b.rng
     c.user(spec.chat)
     answer = " ".join(
-        f"In short: it is about how the {rng.choice(_NOUNS)} is {rng.choice(_VERBS)}ed when "
+        f"In short: it is about how the {rng.choice(NOUNS)} is {rng.choice(VERBS)}ed when "
         "two requests arrive at once, and what the client sees then."
         for _ in range(rng.randint(2, 5))
     )
