@@ -113,6 +113,10 @@ def test_a_compacted_conversation_goes_on_as_its_task_not_beside_it() -> None:
     assert working.model == CODER and working.session is not None
     engine.replied(working.session, working=True)
     compacted = body({"role": "user", "content": SUMMARY}, *TESTS)
+    # Explaining the route (``/v1/route/explain``) finds the link and notes nothing.
+    explained = engine.decide(compacted, View(), remember=False)
+    assert explained.signals["continues"] == working.session
+    assert CODER in engine.contested("/tmp/cline_capture/todo-app", "a second window")
     going_on = engine.decide(compacted, View())
     assert going_on.session != working.session  # the summary replaced the task's message
     assert going_on.signals["continues"] == working.session

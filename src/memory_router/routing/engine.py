@@ -253,14 +253,19 @@ class RoutingEngine:
                 )
             )
 
-    def _link(self, key: str, workspace: str | None, request: ChatCompletionRequest) -> str | None:
+    def _link(
+        self, key: str, workspace: str | None, request: ChatCompletionRequest, remember: bool
+    ) -> str | None:
         """The session a compacted conversation continues: its summary replaced the task's
         first message, so its key is new. Looked for once, on its first request: the session
         that gave one of the answers it kept (by their tool-call ids or text), else the latest
-        in its workspace. That session then sends no more: it is no longer working."""
+        in its workspace. That session then sends no more: it is no longer working. Without
+        ``remember`` (an explanation) the link is looked for and nothing is noted."""
         with self._lock:
             if (known := self._continues.get(key)) is None:
                 known = self._continued(key, workspace, request)
+                if not remember:
+                    return known or None
                 self._continues[key] = known
                 while len(self._continues) > self._max_sessions:
                     self._continues.popitem(last=False)
@@ -401,7 +406,7 @@ class RoutingEngine:
         output = request.output_limit() or self.reserved_output
         key, opening = session_keys(request)
         workspace = signals.memory.workspace
-        linked = self._link(key, workspace, request) if signals.compacted else None
+        linked = self._link(key, workspace, request, remember) if signals.compacted else None
         now = self._clock()
         session = self._session(key, now)
         if session is None and opening != key:  # its first request's choice
