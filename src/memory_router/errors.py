@@ -6,9 +6,12 @@ RouterError                      500 server_error        (our own bugs end up he
  │    ├── ContextLengthExceeded  400 invalid_request_error / context_length_exceeded
  │    └── ModelNotCapable        400 invalid_request_error / model_not_capable
  ├── AuthenticationFailed        401 authentication_error / invalid_api_key
+ ├── WorkspaceNotAllowed         403 permission_error / workspace_not_allowed
  ├── ModelNotFound               404 invalid_request_error / model_not_found
+ ├── MemoryDisabled              404 invalid_request_error / memory_disabled
  ├── PayloadTooLarge             413 invalid_request_error / payload_too_large
  ├── RateLimited                 429 rate_limit_error (carries Retry-After)
+ ├── ClientGone                  499 client_gone / client_gone (nobody reads the answer)
  └── BackendError                502 upstream_error
       ├── BackendUnavailable     503 service_unavailable (carries Retry-After)
       └── BackendTimeout         504 timeout
@@ -28,14 +31,17 @@ __all__ = [
     "BackendError",
     "BackendTimeout",
     "BackendUnavailable",
+    "ClientGone",
     "ConfigError",
     "ContextLengthExceeded",
     "InvalidRequest",
+    "MemoryDisabled",
     "ModelNotCapable",
     "ModelNotFound",
     "PayloadTooLarge",
     "RateLimited",
     "RouterError",
+    "WorkspaceNotAllowed",
 ]
 
 
@@ -113,16 +119,41 @@ class AuthenticationFailed(RouterError):
     code = "invalid_api_key"
 
 
+class WorkspaceNotAllowed(RouterError):
+    """A request named a workspace outside the memory bank's allowed roots."""
+
+    status = 403
+    type = "permission_error"
+    code = "workspace_not_allowed"
+
+
 class ModelNotFound(RouterError):
     status = 404
     type = "invalid_request_error"
     code = "model_not_found"
 
 
+class MemoryDisabled(RouterError):
+    """A memory endpoint was asked for while ``memory.enabled`` is false."""
+
+    status = 404
+    type = "invalid_request_error"
+    code = "memory_disabled"
+
+
 class PayloadTooLarge(RouterError):
     status = 413
     type = "invalid_request_error"
     code = "payload_too_large"
+
+
+class ClientGone(RouterError):
+    """The client hung up before the router could answer (while it sent its body): no one
+    reads this answer; the status is nginx's "client closed request", as logs count it."""
+
+    status = 499
+    type = "client_gone"
+    code = "client_gone"
 
 
 class RateLimited(RouterError):

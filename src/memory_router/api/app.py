@@ -212,7 +212,8 @@ def create_app(settings: Settings, service: RouterService | None = None) -> Fast
     app.add_middleware(RequestIdMiddleware)
     app.router.routes.extend(completions.routes)
     app.include_router(ops.router)
-    app.include_router(memory.router)
+    # Off: every /v1/memory/* answers memory_disabled, and nothing opens the store.
+    app.include_router(memory.router if settings.config.memory.enabled else memory.disabled_router)
     app.include_router(embeddings.router)
     if settings.config.server.cors_origins:
         return app

@@ -79,7 +79,7 @@ def find_bank(workspace: Path | str, allowed_roots: Sequence[Path]) -> Bank | No
     try:
         resolved = candidate.resolve()
         roots = [Path(root).expanduser().resolve() for root in allowed_roots]
-    except (OSError, RuntimeError):  # symlink loops, unreadable parents
+    except (OSError, RuntimeError, ValueError):  # symlink loops, unreadable parents, NULs
         return None
     if not any(_within(resolved, root) for root in roots):
         return None

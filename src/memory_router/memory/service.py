@@ -9,14 +9,14 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from ..errors import InvalidRequest
+from ..errors import InvalidRequest, WorkspaceNotAllowed
 from ..settings import MemorySettings
 from . import discovery, indexer
 from .types import Bank, Embedder, SearchHit, SyncReport
@@ -85,13 +85,47 @@ class MemoryService:
     def allowed_roots(self) -> list[Path]:
         return [*self.settings.workspace_roots, *self.settings.allowed_roots]
 
+    def allowed_workspace(self, workspace: str) -> Path:
+        """A workspace a request names, resolved (``~``, ``..``, symlinks), when it lies under
+        an allowed root; otherwise ``WorkspaceNotAllowed`` naming the roots."""
+        roots = _resolved(self.allowed_roots())
+        resolved: Path | None = None
+        try:
+            path = Path(workspace).expanduser()
+            if path.is_absolute():
+                resolved = path.resolve()
+        except (OSError, RuntimeError, ValueError):  # loops, unknown ~user, NUL bytes
+            resolved = None
+        if resolved is not None and any(resolved.is_relative_to(root) for root in roots):
+            return resolved
+        named = workspace if len(workspace) <= 200 else workspace[:200] + "..."
+        if not roots:
+            raise WorkspaceNotAllowed(
+                f"workspace {named!r} is not searchable here: no workspace is, since "
+                "memory.workspace_roots and memory.allowed_roots are both empty; add the "
+                "workspace's folder to memory.allowed_roots to allow it",
+                param="workspace",
+            )
+        raise WorkspaceNotAllowed(
+            f"workspace {named!r} is not searchable here: a request may name a workspace (an "
+            f"absolute path) under one of the allowed roots ({', '.join(map(str, roots))}); "
+            "add its folder to memory.allowed_roots to allow it",
+            param="workspace",
+        )
+
     def bank_for(self, path: Path, *, trusted: bool = False) -> Bank:
         """The bank of a workspace (or of a ``memory-bank`` folder given directly).
 
         ``trusted``: the path comes from the local user (the CLI), not from a request, so
         the allowed roots do not apply.
         """
-        resolved = path.expanduser().resolve()
+        try:
+            resolved = path.expanduser().resolve()
+        except (OSError, RuntimeError, ValueError) as exc:  # loops, unknown ~user, NUL bytes
+            raise InvalidRequest(
+                f"no memory bank at {str(path)!r}: the path cannot be resolved ({exc})",
+                param="workspace",
+            ) from None
         if resolved.name == "memory-bank" and resolved.is_dir():
             resolved = resolved.parent
         roots = [resolved] if trusted else self.allowed_roots()
@@ -219,13 +253,32 @@ class MemoryService:
 
     # -- queries --------------------------------------------------------------------------
 
-    def search(self, query: str, workspace: Path | None = None, k: int = 5) -> list[SearchHit]:
-        """The ``k`` chunks nearest to the query, in one workspace or across all (blocking)."""
+    def search(
+        self,
+        query: str,
+        workspace: Path | None = None,
+        k: int = 5,
+        *,
+        within: Sequence[Path] | None = None,
+    ) -> list[SearchHit]:
+        """The ``k`` chunks nearest to the query, in one workspace or across all (blocking).
+
+        ``within``: across only the banks under these roots (a request's search)."""
         if not query.strip():
             raise InvalidRequest("the search query is empty", param="query")
         key = str(workspace.expanduser().resolve()) if workspace is not None else None
+        among: list[str] | None = None
+        if key is None and within is not None:
+            roots = _resolved(within)
+            among = [
+                name
+                for name in self.store.workspaces()
+                if any(Path(name).is_relative_to(root) for root in roots)
+            ]
+            if not among:
+                return []
         vector = self.embedder.embed_query(query)
-        return self.store.query(vector, k, workspace=key)
+        return self.store.query(vector, k, workspace=key, among=among)
 
     def status(self) -> dict[str, Any]:
         known = {*self.status_by_bank, *self.store.workspaces()}
@@ -253,3 +306,13 @@ class MemoryService:
             "embedding_model": self.embedder.name,
             "store": self.settings.chroma_url or str(self.settings.vector_store_path),
         }
+
+
+def _resolved(roots: Sequence[Path]) -> list[Path]:
+    out: list[Path] = []
+    for root in roots:
+        try:
+            out.append(root.expanduser().resolve())
+        except (OSError, RuntimeError):  # a loop or an unknown ~user: it allows nothing
+            continue
+    return out

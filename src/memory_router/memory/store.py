@@ -443,9 +443,14 @@ class VectorStore:
         return 0 if collection is None else collection.count()
 
     def query(
-        self, embedding: Sequence[float], k: int, workspace: str | Path | None = None
+        self,
+        embedding: Sequence[float],
+        k: int,
+        workspace: str | Path | None = None,
+        among: Sequence[str] | None = None,
     ) -> list[SearchHit]:
-        """The ``k`` chunks nearest to ``embedding``, in one workspace or across all of them.
+        """The ``k`` chunks nearest to ``embedding``, in one workspace or across all of them
+        (or across the workspaces ``among`` names).
 
         Never waits for an index run: readers see the store as it is at that moment.
         """
@@ -453,7 +458,10 @@ class VectorStore:
             return []
         from chromadb.errors import NotFoundError
 
-        names = [workspace] if workspace is not None else sorted(self._listed())
+        if workspace is not None:
+            names: list[str | Path] = [workspace]
+        else:
+            names = sorted(self._listed() if among is None else among)
         hits: list[SearchHit] = []
         vector: list[Sequence[float] | Sequence[int]] = [list(embedding)]
         for name in names:
