@@ -130,6 +130,9 @@ class MemorySettings(_Strict):
     # empty: a local persistent store under vector_store_path.
     chroma_url: str | None = Field(None, pattern=r"^https?://")
     embedder: Literal["onnx", "sentence-transformers", "ollama"] = "onnx"
+    # Which ONNX graph: "auto" measures the int8 graphs against the float one on this CPU
+    # once (cached) and runs the first that holds the bar; or force one.
+    onnx_graph: Literal["auto", "int8", "int8-7bit", "fp32"] = "auto"
     ollama_embed_model: str = "all-minilm"
     max_file_bytes: int = Field(2 * 1024 * 1024, gt=0)
     # MiniLM reads at most 256 word pieces; 200 cl100k tokens stay within that.

@@ -119,12 +119,14 @@ async def embeddings(request: Request) -> Response:
     service: RouterService = request.app.state.service
     memory: MemoryService = request.app.state.memory
     own = memory.embedder  # the memory bank's (MiniLM unless memory.embedder says otherwise)
+    # The name says which graph runs, and may first measure it: off the event loop.
+    own_name = await asyncio.to_thread(lambda: own.name)
     if body.model == service.virtual_model or (
-        body.model == LOCAL_MODEL and own.name.startswith(LOCAL_MODEL)
+        body.model == LOCAL_MODEL and own_name.startswith(LOCAL_MODEL)
     ):
         vectors = await asyncio.to_thread(own.embed_documents, texts)
         tokens = sum(count_tokens(text) for text in texts)
-        name = own.name.split(" (")[0]  # "all-MiniLM-L6-v2 (onnx int8)": the model's name
+        name = own_name.split(" (")[0]  # "all-MiniLM-L6-v2 (onnx int8)": the model's name
     else:
         reply = await _ollama_embed(service, body.model, texts)
         vectors = reply.get("embeddings") or []

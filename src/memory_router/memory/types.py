@@ -75,8 +75,12 @@ class SyncReport:
 class Embedder(Protocol):
     """Text to vectors. Implementations load their model lazily, on first use."""
 
-    name: str
     dimension: int
+
+    @property
+    def name(self) -> str:
+        """The model and how it runs; it keys the index, so vectors of two names never mix."""
+        ...
 
     def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
         """Embeddings for chunks to store (L2-normalised)."""
