@@ -100,6 +100,11 @@ class Metrics:
     def error(self, status: int) -> None:
         self.errors.labels(str(status)).inc()
 
+    def gone_unread(self) -> None:
+        """A client that hung up while sending its body: outcome ``client_gone``, with no
+        model or task (nothing was decided)."""
+        self.requests.labels("", "", "client_gone").inc()
+
     def render(self) -> bytes:
         return bytes(generate_latest(self.registry))
 
