@@ -211,8 +211,11 @@ def test_queue_limit_answers_429_with_retry_after(
     body = {**IMPLEMENT, "model": CODER}
     first = Stream(router.base_url, body).start()
     second = Stream(router.base_url, body).start()
+    # Both admitted: one running on Ollama, one waiting in the router's queue (its headers
+    # and keepalive comments are out once it is admitted).
     deadline = time.monotonic() + 20
-    while machine.in_flight(CODER) < 2 and time.monotonic() < deadline:
+    while not (first.status and second.status and machine.in_flight(CODER)):
+        assert time.monotonic() < deadline
         time.sleep(0.01)
     with httpx.Client(base_url=router.base_url, timeout=30) as client:
         third = client.post("/v1/chat/completions", json=body)
@@ -230,7 +233,7 @@ def test_queue_limit_answers_429_with_retry_after(
     assert again.status_code == 200
 
 
-def test_pinned_model_is_warmed_at_start_up(
+def test_warm_model_is_loaded_at_start_up(
     machine: OllamaEmulator, make_router: RouterFactory
 ) -> None:
     router: RouterThread = start_router(make_router, machine, warm_pinned=True)
@@ -243,7 +246,7 @@ def test_pinned_model_is_warmed_at_start_up(
             "model": FAST,
             "messages": [],
             "stream": False,
-            "keep_alive": -1,
+            "keep_alive": "24h",
             "options": {"num_ctx": 32768},
         }
     ]

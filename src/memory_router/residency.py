@@ -41,6 +41,13 @@ _DRAIN_TIMEOUT_S = 600.0
 _REFRESH_MIN_S = 1.0
 
 
+def _pinned_now(expires_at: str | None) -> bool:
+    """Whether ``/api/ps`` shows a model loaded with a negative keep_alive (by anyone):
+    Ollama gives it an expiry centuries ahead."""
+    year = (expires_at or "")[:4]
+    return year.isdigit() and int(year) >= 2200
+
+
 def _pinned(spec: ModelSpec) -> bool:
     value = spec.keep_alive
     try:
@@ -74,11 +81,19 @@ class Admission:
         self._started = 0.0
         self._done = False
 
-    def start(self) -> None:
-        """The request now runs on the backend (room has been made)."""
+    async def start(self) -> None:
+        """Wait for one of the model's ``max_running_per_model`` places, then count as
+        running on the backend (room has been made)."""
         if not self._started and not self._done:
+            await self._monitor._turn(self.model)
             self._started = time.monotonic()
+
+    def try_start(self) -> bool:
+        """Count as running now if one of the model's places is free; else False."""
+        if not self._started and not self._done and self._monitor._free(self.model):
             self._monitor._count_running(self.model, +1)
+            self._started = time.monotonic()
+        return bool(self._started)
 
     def release(self) -> None:
         if not self._done:
@@ -217,7 +232,9 @@ class ResidencyMonitor:
                         num_ctx=num_ctx,
                         size=item.size_bytes,
                         size_vram=item.size_vram_bytes,
-                        pinned=model in self.catalog and _pinned(self.catalog[model]),
+                        pinned=_pinned_now(item.expires_at)
+                        or (model in self.catalog and _pinned(self.catalog[model])),
+                        warm=model in self.catalog and self.catalog[model].warm,
                     )
                 )
                 if num_ctx and model in self.profiles:
@@ -298,6 +315,7 @@ class ResidencyMonitor:
                     in_flight=self.in_flight.get(r.model, 0),
                     idle_s=now - self.last_used[r.model] if r.model in self.last_used else r.idle_s,
                     pinned=r.pinned,
+                    warm=r.warm,
                 )
                 for r in host.loaded
             )
@@ -357,6 +375,16 @@ class ResidencyMonitor:
         current = self.request_s.get(model)
         self.request_s[model] = seconds if current is None else current + 0.2 * (seconds - current)
 
+    async def _turn(self, model: str) -> None:
+        """Wait until fewer than ``max_running_per_model`` requests run on ``model``, then
+        count this one as running. The others admitted wait here, in the router's queue."""
+        while not self._free(model):
+            await self._changed.wait()
+        self._count_running(model, +1)
+
+    def _free(self, model: str) -> bool:
+        return self.running.get(model, 0) < self.settings.queue.max_running_per_model
+
     def _count_running(self, model: str, delta: int) -> None:
         self.running[model] = max(self.running.get(model, 0) + delta, 0)
         self._changed.set()
@@ -376,12 +404,14 @@ class ResidencyMonitor:
         host = self.hosts.get(decision.backend)
         if host is None:
             if admission is not None:
-                admission.start()
+                await admission.start()
             return
         async with host.evicting:
             await self._evict(host, decision)
-            if admission is not None:
-                admission.start()
+            # Counted as running before the next request looks, when a place is free.
+            if admission is None or admission.try_start():
+                return
+        await admission.start()
 
     async def _evict(self, host: _Host, decision: Decision) -> None:
         for victim in decision.evicts:
@@ -405,7 +435,7 @@ class ResidencyMonitor:
         for spec in self.catalog.values():
             host = self.hosts.get(spec.backend)
             profile = self.profiles.get(spec.name)
-            if host is None or profile is None or not _pinned(spec):
+            if host is None or profile is None or not (_pinned(spec) or spec.warm):
                 continue
             snapshot = self.view().snapshots[spec.backend]
             if snapshot.find(spec.name) is not None:

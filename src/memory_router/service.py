@@ -33,7 +33,7 @@ from .metrics import Metrics
 from .residency import ResidencyMonitor, declared_capabilities
 from .routing.decision import Decision
 from .routing.engine import RoutingEngine
-from .routing.policy import View, need_param, passthrough, what_needs
+from .routing.policy import View, need_param, what_needs
 from .routing.replies import ReplyWatch
 from .routing.residency import Budget
 from .routing.signals import RequestSignals
@@ -320,7 +320,9 @@ class RouterService:
             raise self._unknown(request.model)
         if needs := request.needs():
             self._check_capable(spec, needs)
-        return passthrough(spec)
+        prompt = self.engine.tokens.prompt_tokens(request)
+        output = request.output_limit() or self.engine.reserved_output
+        return self.engine.decide_direct(spec, prompt, output, self.view(), needs)
 
     def _check_capable(self, spec: ModelSpec, needs: frozenset[str]) -> None:
         """Refuse, with what to do, a request that ``spec`` is known not to take."""
@@ -367,7 +369,10 @@ class RouterService:
             raise self._unknown(request.model)
         if needs := request.needs():
             self._check_capable(spec, needs)
-        return passthrough(spec)
+        tokens = self.engine.tokens.text_tokens(request.prompt_text())
+        if request.suffix:
+            tokens += self.engine.tokens.text_tokens(request.suffix)
+        return self.engine.decide_direct(spec, tokens, request.max_tokens or 256, self.view())
 
     # -- running --------------------------------------------------------------------------
 
@@ -430,7 +435,7 @@ class RouterService:
             if self.monitor is not None and decision.evicts:
                 await self.monitor.make_room(decision, admission)
             elif admission is not None:
-                admission.start()
+                await admission.start()
             async with aclosing(events) as stream:
                 async for event in stream:
                     if isinstance(event, Finish):
@@ -462,13 +467,14 @@ class RouterService:
         self, decision: Decision, finish: Finish | None, outcome: str, seconds: float
     ) -> None:
         self.metrics.observe(decision, finish, outcome, seconds)
-        if self.decision_log is None or not decision.routed:
+        if self.decision_log is None:
             return
         usage = finish.usage if finish else None
         load_ns = finish.stats.get("load_duration") if finish else None
         self.decision_log.write(
             {
                 "session": decision.session,
+                "routed": decision.routed,
                 "class": decision.task,
                 "signals": decision.signals,
                 # orjson writes dataclasses itself: ~9x faster than asdict() per record.

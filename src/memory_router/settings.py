@@ -282,6 +282,10 @@ class ModelSpec(_Strict):
     context_window: int = Field(gt=0)
     num_ctx: int = Field(gt=0)
     keep_alive: KeepAlive = "30m"
+    warm: bool = False
+    """Loaded at start-up and kept in preference: evicting it is charged its full reload
+    however long it has been idle. The router may still unload it for a model that needs
+    the room; ``keep_alive: -1`` pins a model, which the router never unloads."""
     task_fit: dict[TaskClass, float]
     think: bool | None = None
     capabilities: tuple[Capability, ...] | None = None

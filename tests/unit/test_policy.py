@@ -87,7 +87,7 @@ def test_a_one_off_housekeeping_turn_stays_on_the_resident_coder() -> None:
 
 
 def test_an_implementation_loop_is_worth_loading_the_coder() -> None:
-    decision = decide("implement", view(resident(FAST, pinned=True)))
+    decision = decide("implement", view(resident(FAST, warm=True)))
     assert decision.model == CODER
     assert decision.evicts == (FAST,)
     assert "loads ~9.9s at num_ctx 32768, evicting qwen3:30b-a3b" in decision.reasons[-1]
@@ -111,9 +111,9 @@ def test_evicting_a_model_idle_for_long_costs_little() -> None:
     only_load = 0.03 * (profiles()[FAST].load_s) / 4  # memory work: four turns a load
     assert stale == pytest.approx(only_load, abs=1e-3)
     assert fresh == pytest.approx(only_load + 0.03 * profiles()[CODER].load_s / 4, abs=2e-3)
-    # A pinned model costs its full reload however long it has been idle.
-    pinned = fast_cost(resident(CODER, idle_s=6 * 3600.0, pinned=True))
-    assert pinned == pytest.approx(fresh, abs=2e-3)
+    # A warm model costs its full reload however long it has been idle.
+    warm = fast_cost(resident(CODER, idle_s=6 * 3600.0, warm=True))
+    assert warm == pytest.approx(fresh, abs=2e-3)
 
 
 def test_num_ctx_is_never_shrunk_on_a_loaded_model() -> None:
@@ -159,7 +159,7 @@ def test_a_busy_model_is_evicted_only_as_a_last_resort() -> None:
 
 
 def test_a_session_keeps_its_model_inside_its_loop() -> None:
-    the_view = view(resident(FAST, pinned=True, idle_s=1.0))
+    the_view = view(resident(FAST, warm=True, idle_s=1.0))
     kept = SessionChoice(FAST, "implement", 32768)
     decision = decide("implement", the_view, session=kept)
     assert decision.model == FAST
@@ -304,7 +304,7 @@ def test_a_silent_host_is_skipped_only_while_another_answers() -> None:
     # The coder's host missed its last /api/ps; this machine answers.
     spec = {**CATALOG_BY_NAME[CODER].model_dump(), "backend": "gpu2"}
     catalog = [CATALOG_BY_NAME[FAST], ModelSpec.model_validate(spec), CATALOG_BY_NAME[LONG]]
-    here = Snapshot(BUDGET, (resident(FAST, pinned=True),))
+    here = Snapshot(BUDGET, (resident(FAST, warm=True),))
     silent = Snapshot(BUDGET, known=False)
     settings = RoutingSettings.model_validate({"policy": "residency"})
     the_view = View({"ollama": here, "gpu2": silent}, profiles())
@@ -348,7 +348,7 @@ def test_a_model_another_workspace_works_with_is_shared_rather_than_swapped() ->
 def test_the_session_with_more_at_stake_takes_the_gpu() -> None:
     """The other way round: the fast model is resident for the other window's memory work.
     An implementation loop here is worth more than its memory turns: the coder loads."""
-    the_view = view(resident(FAST, pinned=True, idle_s=1.0))
+    the_view = view(resident(FAST, warm=True, idle_s=1.0))
     config = RoutingSettings()
     taken = choose(
         "implement",
@@ -430,3 +430,80 @@ def test_a_session_that_cannot_share_the_newcomer_is_not_evicted_for_a_swap() ->
     profile = profiles()
     expected = config.load_cost_per_s * (profile[CODER].load_s + profile[LONG].load_s)
     assert coder.cost == pytest.approx(expected, abs=1e-4)  # over one turn, reload included
+
+
+# --- pinned models, the limit that bites, concrete models --------------------------------
+
+
+def test_a_pinned_model_is_never_evicted_and_the_choice_says_why() -> None:
+    # The fast model is pinned (keep_alive -1) and fills the GPU: the coder and the long
+    # model would each have to unload it, so an implementation turn runs beside it, on it.
+    the_view = view(resident(FAST, pinned=True))
+    decision = decide("implement", the_view)
+    assert decision.model == FAST and decision.evicts == () and not decision.loads
+    for other in (CODER, LONG):
+        assert (
+            f"{other} skipped: loading it would unload pinned {FAST} (keep_alive -1), "
+            f"which the router never evicts"
+        ) in decision.reasons
+    # best_fit ignores what is loaded, but not a pin.
+    assert decide("implement", the_view, policy="best_fit").evicts == ()
+    # Merely warm, the same model is evicted for the coder's loop.
+    assert decide("implement", view(resident(FAST, warm=True))).evicts == (FAST,)
+
+
+def test_a_plan_never_lists_a_pinned_model_among_its_victims() -> None:
+    pinned, idle = resident(FAST, pinned=True, idle_s=1e6), resident(CODER, idle_s=1e6)
+    snapshot = Snapshot(Budget(48 * GIB, 128 * GIB, 2 * GIB), (pinned, idle), strict_gpu_fit=False)
+    load = plan(snapshot, profiles()[LONG], 131072)
+    assert FAST not in load.evicts
+    blocked = plan(Snapshot(BUDGET, (pinned,)), profiles()[CODER], 32768)
+    assert not blocked.fits and blocked.blocked_by == (FAST,) and blocked.evicts == ()
+
+
+def test_when_memory_and_not_context_bites_the_error_says_so() -> None:
+    # 72k tokens: only the long model's context (131072) holds them. On a 24 GB machine its
+    # weights alone do not fit, whatever the context: the memory is the limit, not the context.
+    small = Budget(24 * GIB, 0, 2 * GIB)
+    with pytest.raises(ContextLengthExceeded) as caught:
+        decide("analyze", view(budget=small), prompt=72765)
+    message = caught.value.message
+    assert "which llama4:16x17b's context (131072) holds, but the memory does not" in message
+    assert "at num_ctx 131072 it needs 87.4 GiB" in message
+    assert "host ollama has 22.0 GiB for models (24.0 GiB VRAM + 0.0 GiB RAM" in message
+    assert "state it in routing.budget (vram_bytes, ram_bytes)" in message
+    assert "largest local context" not in message
+    # Beyond every context, the context is the limit.
+    with pytest.raises(ContextLengthExceeded, match="the largest local context is 131072"):
+        decide("analyze", view(), prompt=140000)
+
+
+def test_when_a_pin_holds_the_memory_the_error_names_it() -> None:
+    with pytest.raises(ContextLengthExceeded) as caught:
+        decide("analyze", view(resident(FAST, pinned=True)), prompt=72765)
+    assert f"keeps pinned {FAST} (keep_alive -1), which the router never evicts" in (
+        caught.value.message
+    )
+    assert f"unpin {FAST}" in caught.value.message
+
+
+def test_a_named_model_gets_the_routed_rules() -> None:
+    from memory_router.routing.policy import direct
+
+    config = RoutingSettings()
+    coder = CATALOG_BY_NAME[CODER]
+    # Loaded at 16384, a prompt that fits stays at 16384 rather than reloading at 32768.
+    loaded = view(resident(CODER, 16384))
+    decision = direct(coder, 3000, 4096, loaded, config)
+    assert (decision.model, decision.num_ctx, decision.loads) == (CODER, 16384, False)
+    assert decision.routed is False and decision.task is None
+    assert decision.reasons[-1] == f"client asked for {CODER} (num_ctx 16384)"
+    # Too long for its context: refused, as a routed request would be.
+    with pytest.raises(ContextLengthExceeded, match=r"largest local context is 32768 \("):
+        direct(coder, 67222, 4096, loaded, config)
+    # It loads like a routed choice would: evicting what is in the way, never a pin.
+    evicting = direct(coder, 3000, 4096, view(resident(FAST, warm=True)), config)
+    assert evicting.loads and evicting.evicts == (FAST,)
+    assert "loads ~9.9s at num_ctx 32768, evicting qwen3:30b-a3b" in evicting.reasons[-1]
+    with pytest.raises(ContextLengthExceeded, match="keeps pinned"):
+        direct(coder, 3000, 4096, view(resident(FAST, pinned=True)), config)

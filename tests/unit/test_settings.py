@@ -67,10 +67,10 @@ def test_shipped_config_loads() -> None:
     models = settings.models
     assert models.virtual_model == "cline-memory-router"
     assert models.reserved_output_tokens == 4096
-    assert [(m.name, m.num_ctx, m.keep_alive) for m in models.models] == [
-        ("qwen3:30b-a3b", 32768, -1),
-        ("qwen2.5-coder:32b", 32768, "30m"),
-        ("llama4:16x17b", 131072, "10m"),
+    assert [(m.name, m.num_ctx, m.keep_alive, m.warm) for m in models.models] == [
+        ("qwen3:30b-a3b", 32768, "24h", True),
+        ("qwen2.5-coder:32b", 32768, "30m", False),
+        ("llama4:16x17b", 131072, "10m", False),
     ]
     assert list(models.by_name()) == ["qwen3:30b-a3b", "qwen2.5-coder:32b", "llama4:16x17b"]
 

@@ -23,7 +23,7 @@ from .classify import Classification, Vote, classify
 from .context import ContextEstimator
 from .decision import Decision
 from .llm_vote import vote_key
-from .policy import Claim, SessionChoice, View, choose
+from .policy import Claim, SessionChoice, View, choose, direct
 from .replies import answer_print
 from .signals import RequestSignals, read_signals
 
@@ -374,6 +374,17 @@ class RoutingEngine:
             needs=frozenset({"insert"}) if suffix else frozenset(),
         )  # fmt: skip
         return replace(decision, signals={"prompt_tokens": tokens})
+
+    def decide_direct(
+        self, spec: ModelSpec, prompt_tokens: int, output_tokens: int, view: View,
+        needs: frozenset[str] = frozenset(),
+    ) -> Decision:  # fmt: skip
+        """A request that names ``spec``: the fit check and ``num_ctx`` rule of a routed one."""
+        signals = {"prompt_tokens": prompt_tokens, "direct": True}
+        return direct(
+            spec, prompt_tokens, output_tokens, self._corrected(view), self.settings,
+            signals=signals, needs=needs,
+        )  # fmt: skip
 
     def decide(
         self,

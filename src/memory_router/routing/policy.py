@@ -33,7 +33,7 @@ conversation does not force a reload later.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..errors import ContextLengthExceeded, ModelNotCapable
@@ -48,6 +48,7 @@ __all__ = [
     "SessionChoice",
     "View",
     "choose",
+    "direct",
     "ladder_for",
     "need_param",
     "passthrough",
@@ -134,7 +135,7 @@ def _victim_costs(snapshot: Snapshot, view: View, settings: RoutingSettings) -> 
         reload_s = profile.load_s if profile else 0.0
         idle = view.idle_s.get(resident.model, resident.idle_s)
         costs[resident.model] = reload_s * _recency(
-            idle, resident.pinned, settings.recency_half_life_s
+            idle, resident.pinned or resident.warm, settings.recency_half_life_s
         )
     return costs
 
@@ -149,12 +150,14 @@ def _option(
     costs: Mapping[str, float],
     contested: Mapping[str, Sequence[Claim]] | None = None,
     fits: Mapping[str, Mapping[TaskClass, float]] | None = None,
+    refused: dict[str, LoadPlan] | None = None,
 ) -> _Option | None:
-    """The best way to run ``spec`` for this request, or None if its context cannot hold it.
+    """The best way to run ``spec`` for this request, or None if it cannot hold it.
 
     ``costs``: each resident model's expected cost of being evicted, on ``spec``'s host;
     ``contested``: models other sessions are working with alongside, and their claims;
-    ``fits``: every model's task fit (needed with ``contested``)."""
+    ``fits``: every model's task fit (needed with ``contested``); ``refused`` gets the plan
+    of a model whose context holds the request but whose host's memory does not."""
     if needed > spec.num_ctx:
         return None
     fit = spec.task_fit[task]
@@ -175,6 +178,8 @@ def _option(
         return None
     load = plan(snapshot, profile, rungs[0], costs)
     if not load.fits:
+        if refused is not None:
+            refused[spec.name] = load
         return None
     if load.loads and len(rungs) > 1:
         # The largest context that evicts nothing more: headroom is worth no extra eviction.
@@ -254,6 +259,64 @@ def _not_capable(needs: frozenset[str], rejected: Sequence[Candidate]) -> ModelN
     )
 
 
+def _gb(size: int) -> str:
+    return f"{size / 2**30:.1f} GiB"
+
+
+def _too_long(
+    needed: int, capable: Sequence[ModelSpec], refused: Mapping[str, LoadPlan], view: View
+) -> ContextLengthExceeded:
+    """The error for a request no model can hold, naming the limit that bites.
+
+    Either no model's context holds it, or one does but its host's memory cannot hold the
+    model at that context (beside what is pinned there): the figures and the setting differ.
+    """
+    held = [spec for spec in capable if spec.name in refused]
+    if not held:
+        largest = max(capable, key=lambda spec: spec.num_ctx)
+        reason = (
+            f"the request needs about {needed} tokens (prompt plus reserved output) but the "
+            f"largest local context is {largest.num_ctx} ({largest.name})"
+        )
+        return ContextLengthExceeded(
+            f"{reason}: start a new task or shorten the conversation",
+            reason=reason,
+            param="messages",
+        )
+    spec = min(held, key=lambda s: refused[s.name].footprint)
+    load = refused[spec.name]
+    snapshot = view.snapshots.get(spec.backend)
+    budget = snapshot.budget if snapshot is not None else Budget(0, 0)
+    has = (
+        f"{_gb(budget.total)} for models ({_gb(budget.vram_bytes)} VRAM + "
+        f"{_gb(budget.ram_bytes)} RAM - {_gb(budget.reserve_bytes)} reserve)"
+    )
+    where = "routing.budget" if spec.backend == "ollama" else f"ollama_hosts[{spec.backend}]"
+    if load.blocked_by:
+        pinned = ", ".join(load.blocked_by)
+        reason = (
+            f"the request needs about {needed} tokens, which {spec.name}'s context "
+            f"({spec.num_ctx}) holds, but at num_ctx {load.num_ctx} it needs "
+            f"{_gb(load.footprint)} and host {spec.backend} keeps pinned {pinned} "
+            f"(keep_alive -1), which the router never evicts; the host has {has}"
+        )
+        todo = (
+            f"unpin {pinned} (its keep_alive in config/models.yaml), start a new task or "
+            f"shorten the conversation"
+        )
+    else:
+        reason = (
+            f"the request needs about {needed} tokens, which {spec.name}'s context "
+            f"({spec.num_ctx}) holds, but the memory does not: at num_ctx {load.num_ctx} it "
+            f"needs {_gb(load.footprint)} and host {spec.backend} has {has}"
+        )
+        todo = (
+            f"if the machine has more memory, state it in {where} (vram_bytes, ram_bytes); "
+            f"otherwise start a new task or shorten the conversation"
+        )
+    return ContextLengthExceeded(f"{reason}: {todo}", reason=reason, param="messages")
+
+
 def _candidate(option: _Option, task: TaskClass) -> Candidate:
     load = option.load
     return Candidate(
@@ -296,6 +359,7 @@ def choose(
     fits = {spec.name: spec.task_fit for spec in catalog} if contested else None
     options: list[_Option] = []
     rejected: list[Candidate] = []
+    refused: dict[str, LoadPlan] = {}  # context holds it, memory does not
     costs: dict[str, dict[str, float]] = {}  # per host
     for spec in catalog:
         if needs and (lacks := needs - view.capabilities.get(spec.name, needs)):
@@ -312,7 +376,7 @@ def choose(
             costs[spec.backend] = _victim_costs(snapshot, view, settings)
         option = _option(
             spec, task, needed, view, settings, residency, costs.get(spec.backend, {}),
-            contested, fits,
+            contested, fits, refused,
         )  # fmt: skip
         if option is None:
             fit = spec.task_fit[task]
@@ -330,17 +394,7 @@ def choose(
         capable = [spec for spec in catalog if spec.name not in lacking]
         if not capable:
             raise _not_capable(needs, rejected)
-        largest = max(capable, key=lambda spec: spec.num_ctx)
-        reason = (
-            f"the request needs about {prompt_tokens + output_tokens} tokens (prompt plus "
-            f"reserved output) but the largest local context is {largest.num_ctx} "
-            f"({largest.name})"
-        )
-        raise ContextLengthExceeded(
-            f"{reason}: start a new task or shorten the conversation",
-            reason=reason,
-            param="messages",
-        )
+        raise _too_long(prompt_tokens + output_tokens, capable, refused, view)
     why = list(reasons)
     why.extend(f"{o.spec.name} skipped: its host {o.spec.backend} does not answer" for o in down)
     evicting = {m for o in options if o.load for m in o.load.evicts} if contested else set()
@@ -349,6 +403,12 @@ def choose(
             f"another session is working with {', '.join(shared)} alongside: evicting it "
             f"is charged as the fit that session loses by sharing the model loaded instead"
         )
+    why.extend(
+        f"{name} skipped: loading it would unload pinned {', '.join(load.blocked_by)} "
+        f"(keep_alive -1), which the router never evicts"
+        for name, load in refused.items()
+        if load.blocked_by
+    )
     if rejected and (skipped := [c for c in rejected if c.lacks]):
         why.extend(f"{c.model} skipped: it lacks {', '.join(c.lacks)}" for c in skipped)
     chosen: _Option | None = None
@@ -396,6 +456,38 @@ def choose(
         needed_tokens=chosen.needed,
         session=session_key,
         signals={} if signals is None else signals,
+    )
+
+
+def direct(
+    spec: ModelSpec,
+    prompt_tokens: int,
+    output_tokens: int,
+    view: View,
+    settings: RoutingSettings,
+    *,
+    signals: dict[str, Any] | None = None,
+    needs: frozenset[str] = frozenset(),
+) -> Decision:
+    """The decision for a request that names a concrete model: that model, under the rules
+    a routed request gets (its context must hold the request, its host's memory must hold
+    it at that context, ``num_ctx`` stays at the size it is loaded at when that holds the
+    prompt, pinned models stay)."""
+    # With one model in the catalog the task changes nothing but the words of the reason.
+    decision = choose(
+        "chat", prompt_tokens, output_tokens, [spec], view, settings, signals=signals, needs=needs
+    )
+    if decision.loads:
+        what = "reloads" if decision.reload else "loads"
+        gone = f", evicting {', '.join(decision.evicts)}" if decision.evicts else ""
+        how = f"{what} ~{decision.expected_load_s:.1f}s at num_ctx {decision.num_ctx}{gone}"
+    else:
+        how = f"num_ctx {decision.num_ctx}"
+    return replace(
+        decision,
+        task=None,
+        routed=False,
+        reasons=(*decision.reasons[:-1], f"client asked for {spec.name} ({how})"),
     )
 
 

@@ -75,7 +75,9 @@ class Resident:
     idle_s: float = math.inf
     """Seconds since the router last used it (``inf``: not through this router)."""
     pinned: bool = False
-    """keep_alive -1: the user wants it kept."""
+    """keep_alive -1: the user wants it kept; the router never evicts it."""
+    warm: bool = False
+    """Kept in preference (``ModelSpec.warm``): evicting it costs its full reload."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +114,8 @@ class LoadPlan:
     """False when the model cannot be loaded at this size even on an empty host."""
     footprint: int = 0
     notes: tuple[str, ...] = field(default_factory=tuple)
+    blocked_by: tuple[str, ...] = ()
+    """Pinned models that would have to go for it to fit: the router never evicts them."""
 
 
 def plan(
@@ -138,15 +142,27 @@ def plan(
             footprint=need,
             notes=(f"needs {need / 1e9:.1f} GB, the host has {snapshot.budget.total / 1e9:.1f}",),
         )
-    others = [r for r in snapshot.resident if r.model != profile.model]
+    # A pinned model (keep_alive -1) stays: the user asked for it to be kept.
+    pinned = [r for r in snapshot.resident if r.model != profile.model and r.pinned]
+    others = [r for r in snapshot.resident if r.model != profile.model and not r.pinned]
     costs = victim_order or {}
     # Idle models first, cheapest to lose first; busy ones only as a last resort.
     others.sort(key=lambda r: (r.in_flight > 0, costs.get(r.model, 0.0), r.model))
     evicts: list[Resident] = []
-    while not _fits(snapshot, others, need):
+    while not _fits(snapshot, [*pinned, *others], need):
         if not others:
-            break
+            kept = tuple(r.model for r in pinned)
+            return LoadPlan(
+                profile.model,
+                num_ctx,
+                loads=True,
+                fits=False,
+                footprint=need,
+                blocked_by=kept,
+                notes=(f"needs {need / 1e9:.1f} GB beside pinned {', '.join(kept)}",),
+            )
         evicts.append(others.pop(0))
+    others = [*pinned, *others]
     # Keep any victim whose going turned out not to be needed (a cheap one taken first that
     # freed too little, where a later one freed enough), the dearest first.
     for victim in reversed(evicts[:-1]):
