@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from pathlib import Path
@@ -91,8 +92,13 @@ def test_configured_escalation_takes_what_fits_nowhere_locally(
     emulator: OllamaEmulator, make_router: RouterFactory
 ) -> None:
     # The "cloud" is a second router in front of the emulator, speaking OpenAI over HTTP.
-    cloud = make_router(emulator.base_url)
+    # Like a cloud, it holds far more than this machine: the long model at its full context.
     models = yaml.safe_load((REPO / "config" / "models.yaml").read_text(encoding="utf-8"))
+    large = copy.deepcopy(models)
+    (long_spec,) = [spec for spec in large["models"] if spec["name"] == LONG]
+    long_spec["num_ctx"] = long_spec["context_window"]
+    big = {"vram_bytes": 1 << 42, "ram_bytes": 1 << 42}
+    cloud = make_router(emulator.base_url, models=large, routing={"budget": big})
     router = make_router(
         emulator.base_url,
         models=models,

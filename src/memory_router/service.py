@@ -19,6 +19,7 @@ import structlog
 
 from .after import AfterResponse
 from .backends.base import Backend, BackendStatus, ChatCall, CompletionCall, Sampling
+from .budgets import host_budgets
 from .classifier import LlmClassifier
 from .decision_log import DecisionLog
 from .errors import (
@@ -52,6 +53,14 @@ class Readiness:
     missing_models: list[str]
     embedded_fallback: bool
     notes: list[str]
+    status: str = "ready"
+    """``ready``, ``degraded`` (the embedded demo model serves), ``starting`` (the
+    classifier is loading) or ``not_ready``."""
+
+
+EXAMPLES_WAIT_S = 120.0
+"""Longest a routed request waits for the classifier's examples at start-up (the first
+start on a machine also measures the embedder's graphs: tens of seconds)."""
 
 
 def _sampling(request: ChatCompletionRequest | CompletionRequest, limit: int | None) -> Sampling:
@@ -99,6 +108,8 @@ class RouterService:
         self.metrics = Metrics(self)
         self.classifier: LlmClassifier | None = None
         """The optional LLM classifier; ``start`` sets it up when one is configured."""
+        self._examples_ready = asyncio.Event()
+        self._examples_ready.set()  # until ``examples_pending``: nothing to wait for
 
     # -- start-up -------------------------------------------------------------------------
 
@@ -215,6 +226,19 @@ class RouterService:
         finally:
             await backend.aclose()
 
+    def examples_pending(self) -> None:
+        """The classifier's examples are about to load: routed requests wait for them."""
+        self._examples_ready.clear()
+
+    async def routing_ready(self) -> None:
+        """Wait until the classifier can route (its examples loaded, or failed to)."""
+        if self._examples_ready.is_set():
+            return
+        try:
+            await asyncio.wait_for(self._examples_ready.wait(), EXAMPLES_WAIT_S)
+        except TimeoutError:
+            log.warning("routing_without_examples", waited_s=EXAMPLES_WAIT_S)
+
     async def load_examples(
         self,
         examples: dict[TaskClass, list[str]],
@@ -228,33 +252,18 @@ class RouterService:
             index = await asyncio.to_thread(lambda: ExampleIndex(examples, embedder()))
         except Exception as exc:  # the embedder is optional for routing: say so and go on
             log.warning("task_examples_failed", error=repr(exc))
+            self.notes.append(f"the classifier's examples did not load ({exc!r}): keywords only")
             return
+        finally:
+            self._examples_ready.set()
         self.engine.examples = index
         log.info("task_examples", examples=len(index), s=round(time.perf_counter() - started, 2))
 
     def _budgets(self, hosts: list[str] | None = None) -> dict[str, Budget]:
-        """The memory budget of each Ollama host: configured, else this machine's."""
-        config = self.settings.config.routing.budget
-        vram, ram = config.vram_bytes, config.ram_bytes
-        if vram is None or ram is None:
-            from .hardware import detect_hardware
-
-            found = detect_hardware(config)
-            vram = found.vram_bytes if vram is None else vram
-            ram = found.ram_bytes if ram is None else ram
-            log.info("budget", vram=vram, ram=ram, source=found.source, notes=list(found.notes))
-        budget = Budget(vram, ram, config.reserve_bytes)
+        """The memory budget of each Ollama host (``budgets.host_budgets``)."""
         if hosts is None:
             hosts = [name for name, b in self.backends.items() if b.kind == "ollama"]
-        stated = {h.name: h for h in self.settings.config.ollama_hosts}
-        return {
-            name: Budget(
-                stated[name].vram_bytes, stated[name].ram_bytes, stated[name].reserve_bytes
-            )
-            if name in stated
-            else budget
-            for name in hosts
-        }
+        return host_budgets(self.settings, hosts, self.notes)
 
     async def aclose(self) -> None:
         for task in list(self._tasks):
@@ -506,15 +515,20 @@ class RouterService:
 
     def models(self) -> list[dict[str, Any]]:
         """The OpenAI model list: the virtual model first, then every concrete one."""
-        largest = max((spec.num_ctx for spec in self.catalog), default=0)
+        sizes = [spec.num_ctx for spec in self.catalog]
         items = [
             {
                 "id": self.virtual_model,
                 "object": "model",
                 "created": 0,
                 "owned_by": "cline-memory-router",
-                "context_length": largest,
-                "description": "Routes each request to the best local model for the task.",
+                # The window a client should use: a conversation within the smallest num_ctx
+                # can go to any model the router chooses for its task; a longer one only to
+                # the models whose context holds it (max_context_length is the largest).
+                "context_length": min(sizes, default=0),
+                "max_context_length": max(sizes, default=0),
+                "description": "Routes each request to the best local model for the task. "
+                "Set your client's context window to context_length.",
             }
         ]
         known = self.capabilities()
@@ -555,8 +569,19 @@ class RouterService:
                 missing.extend(wanted)
                 continue
             missing.extend(m for m in wanted if m not in present and f"{m}:latest" not in present)
-        ready = any(status.answers for status in statuses) and not missing
         notes = list(self.notes)
+        if self.embedded_fallback:
+            # The configured models are what the user wants; none of them answers now.
+            missing = [spec.name for spec in self.settings.models.models]
+        ready = any(status.answers for status in statuses) and not missing
         if self.classifier is not None and (note := self.classifier.note()):
             notes.append(note)
-        return Readiness(ready, statuses, missing, self.embedded_fallback, notes)
+        if not self._examples_ready.is_set():
+            state = "starting"
+            notes.append("the classifier's examples are loading: routed requests wait for them")
+        elif self.embedded_fallback and any(s.answers for s in statuses):
+            state = "degraded"
+        else:
+            state = "ready" if ready else "not_ready"
+        ready = state == "ready"
+        return Readiness(ready, statuses, missing, self.embedded_fallback, notes, state)

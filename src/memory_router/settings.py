@@ -77,6 +77,12 @@ class OllamaSettings(_Strict):
     # Longest silence allowed between two chunks of a stream (a cold load of a big model
     # sends nothing until it is done, so this is generous).
     read_timeout_s: float = Field(600.0, gt=0)
+    # The memory of the machine Ollama runs on, when that is not this one (OLLAMA_HOST on
+    # another machine): it cannot be detected from here. Unset on a loopback Ollama: the
+    # routing.budget values, or what this machine has.
+    vram_bytes: int | None = Field(None, ge=0)
+    ram_bytes: int | None = Field(None, ge=0)
+    reserve_bytes: int | None = Field(None, ge=0)
 
     @field_validator("base_url")
     @classmethod

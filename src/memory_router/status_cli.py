@@ -89,7 +89,7 @@ def status(
     server = settings.config.server
     base = (url or f"http://{server.host}:{server.port}").rstrip("/")
     key = api_key or (server.api_keys[0].get_secret_value() if server.api_keys else None)
-    code, body = _get(base, "/ready", key)
+    _, body = _get(base, "/ready", key)
     ready: dict[str, Any] = json.loads(body)
     listed, body = _get(base, "/v1/models", key)
     if listed == 401:
@@ -102,7 +102,11 @@ def status(
     seen = _metrics(_get(base, "/metrics", key)[1].decode())
 
     console = Console()
-    state = "[green]ready[/]" if code == 200 else "[red]not ready[/]"
+    state = {
+        "ready": "[green]ready[/]",
+        "degraded": "[yellow]degraded (the embedded demo model serves)[/]",
+        "starting": "[yellow]starting (the classifier is loading)[/]",
+    }.get(str(ready.get("status")), "[red]not ready[/]")
     console.print(f"router {base}: {state}")
     for backend in ready.get("backends", []):
         answers = "answers" if backend["answers"] else f"does not answer: {backend['detail']}"

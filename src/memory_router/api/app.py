@@ -156,8 +156,10 @@ def create_app(settings: Settings, service: RouterService | None = None) -> Fast
             await memory_service.start()
         examples: asyncio.Task[None] | None = None
         if settings.config.routing.classifier.embedding and settings.task_examples:
-            # The example vote needs the embedder: load it in the background, routing works
-            # from cheap signals until it is there.
+            # The example vote needs the embedder: load it in the background. Routed requests
+            # wait for it (``RouterService.routing_ready``), so a request is never classified
+            # one way at start-up and another way a second later; /ready says "starting".
+            router_service.examples_pending()
             examples = asyncio.create_task(
                 router_service.load_examples(
                     settings.task_examples, lambda: memory_service.embedder.embed_documents

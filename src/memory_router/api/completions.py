@@ -30,6 +30,8 @@ async def chat_completions(request: Request) -> Response:
     service: RouterService = request.app.state.service
     chat = parse_request(ChatCompletionRequest, await read_json(request))
     signals = None
+    if chat.model == service.virtual_model:
+        await service.routing_ready()
     if service.classifier is not None and chat.model == service.virtual_model:
         signals = await service.classifier.prepare(chat)
     decision = service.decide_chat(chat, signals=signals)

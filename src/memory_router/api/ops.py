@@ -45,20 +45,24 @@ async def metrics(service: Service) -> Response:
 
 @router.get("/ready")
 async def ready(service: Service) -> Response:
-    """A backend answers and every configured model is present; or what is missing."""
+    """``ready`` (200): a backend answers, every configured model is present and the
+    classifier is loaded; ``degraded`` (200): the embedded demo model answers in place of
+    Ollama; ``starting`` (503): the classifier is still loading; ``not_ready`` (503)."""
     readiness = await service.readiness()
     body = {
-        "status": "ready" if readiness.ready else "not_ready",
+        "status": readiness.status,
         "embedded_fallback": readiness.embedded_fallback,
         "backends": [asdict(status) for status in readiness.backends],
         "missing_models": readiness.missing_models,
         "notes": readiness.notes,
     }
-    return JSONBytes(body, status_code=200 if readiness.ready else 503)
+    return JSONBytes(body, status_code=200 if readiness.status in ("ready", "degraded") else 503)
 
 
 @router.post("/v1/route/explain", dependencies=[Authorized])
 async def explain(request: Request, service: Service) -> Response:
     """The decision for a chat request, with every reason, without calling a model."""
     chat = parse_request(ChatCompletionRequest, await read_json(request))
+    if chat.model == service.virtual_model:
+        await service.routing_ready()
     return JSONBytes(service.decide_chat(chat, remember=False).as_dict())
