@@ -22,6 +22,7 @@ from typing import Any, BinaryIO, TypeAlias
 
 import orjson
 import structlog
+from structlog.contextvars import get_contextvars
 
 from .settings import DecisionLogSettings
 
@@ -148,13 +149,23 @@ class DecisionLog:
             self._thread.start()
 
     def write(self, record: Mapping[str, Any]) -> None:
-        """Queue one record; never blocks and never raises for I/O trouble."""
+        """Queue one record; never blocks and never raises for I/O trouble.
+
+        Written while a request's id is bound (structlog's contextvars), the record carries it
+        as ``request_id``, as that request's log lines and ``x-request-id`` header do."""
         if self._thread is None:
             return
         data = dict(record) if self._log_prompts else _scrub(record)
+        # The id its request's log lines and response carry (the caller runs in its context).
+        request_id = get_contextvars().get("request_id")
         with self._lock:
             if "ts" not in data:
-                data = {"ts": self._stamp(self._clock()), **data}
+                head = {"ts": self._stamp(self._clock())}
+                if request_id is not None:
+                    head["request_id"] = request_id
+                data = {**head, **data}
+            elif request_id is not None:
+                data.setdefault("request_id", request_id)
             try:
                 line = orjson.dumps(data, default=str, option=orjson.OPT_NON_STR_KEYS) + b"\n"
                 if not self._closed:
