@@ -79,7 +79,7 @@ from residency_trace import CONDENSE_AT, WS, TraceItem, build_trace  # noqa: E40
 
 REFERENCE_DISK_GB_S = 2.0
 GIB = 1024**3
-PINNED = "qwen3:30b-a3b"
+WARM = "qwen3:30b-a3b"
 POLICIES: dict[str, dict[str, Any]] = {
     "fixed": {"policy": "fixed", "fixed_model": "qwen2.5-coder:32b"},
     "best_fit": {"policy": "best_fit"},
@@ -129,9 +129,9 @@ def start_router(
 
 
 def wait_ready(router: RouterThread, emu: OllamaEmulator, timeout: float) -> dict[str, Any]:
-    """Wait for the warm-up load of the pinned model and for the classifier's examples."""
+    """Wait for the warm-up load of the warm model and for the classifier's examples."""
     started = time.monotonic()
-    while time.monotonic() - started < 10 and not any(e.model == PINNED for e in emu.loads):
+    while time.monotonic() - started < 10 and not any(e.model == WARM for e in emu.loads):
         time.sleep(0.05)
     warmed = time.monotonic() - started
     service = cast(Any, router.server.config.app).app.state.service  # HotPath -> FastAPI

@@ -10,7 +10,7 @@ trace). Nothing runs: the traces are built (``bench/residency_trace.py``) and sc
 The machine model is the reference machine's under Ollama's scheduler: a model loaded beside
 others must fit in free VRAM, and each of the three models is larger than the 16 GiB card
 alone, so exactly one is resident and every switch is a full load of the new model's
-weights at 2 GB/s (what ``bench/residency.py`` reports as reference seconds). The pinned fast
+weights at 2 GB/s (what ``bench/residency.py`` reports as reference seconds). The warm fast
 model is resident at the start, as after the router's warm-up. A model serves a request only
 when its configured ``num_ctx`` holds the prompt plus the reserved output. Misclassification,
 ``num_ctx`` reloads and the emulator's timing do not exist here: the oracle is a floor.
@@ -40,7 +40,7 @@ sys.path.insert(0, str(REPO))  # tests.* (the emulator's reference profile) is i
 
 from tests.ollama_emulator import reference_profile  # noqa: E402
 
-from residency import PINNED, REFERENCE_DISK_GB_S, TARGET_FIT_RATIO, TARGET_LOAD_RATIO  # noqa: E402
+from residency import REFERENCE_DISK_GB_S, TARGET_FIT_RATIO, TARGET_LOAD_RATIO, WARM  # noqa: E402
 from residency_trace import TraceItem, build_trace  # noqa: E402
 
 FRACTIONS = (0.90, TARGET_FIT_RATIO, 0.98, 1.0)
@@ -123,7 +123,7 @@ def _least_at(least: np.ndarray, total_fit: float) -> float:
     return float(least[needed]) if needed < len(least) else float("inf")
 
 
-def score(machine: Machine, trace: list[TraceItem], start: str = PINNED) -> dict[str, Any]:
+def score(machine: Machine, trace: list[TraceItem], start: str = WARM) -> dict[str, Any]:
     fit, load_s, loads = best_fit(machine, trace, start)
     least = least_load_s(machine, trace, start)
     rows = []
@@ -150,7 +150,7 @@ def against_measured(machine: Machine, path: Path) -> dict[str, Any]:
     if document.get("sessions", 1) != 1:
         raise SystemExit(f"{path}: the oracle models one developer (--sessions 1)")
     trace = build_trace(document["seed"], document["tasks"])
-    least = least_load_s(machine, trace, PINNED)
+    least = least_load_s(machine, trace, WARM)
     rows = {}
     for result in document["results"]:
         if result["requests"] != len(trace):
@@ -184,7 +184,7 @@ def main() -> None:
     print(
         "reference seconds per load: "
         + ", ".join(f"{m} {s:.1f}" for m, s in machine.load_s.items())
-        + f"; {PINNED} resident at the start"
+        + f"; {WARM} resident at the start"
     )
     results = {}
     for seed in args.seeds:
