@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,6 +23,28 @@ from memory_router.settings import Settings, load_settings
 from tests.ollama_emulator import OllamaEmulator, fast_profile
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The user's config and data folders (``locations``) for the session: temporary ones.
+
+    The built-in defaults keep their data (decision log, index) in the user's data folder, and
+    a user's own config folder would be read by a router started without a folder: neither
+    belongs to whoever runs the tests."""
+    base = Path(tempfile.mkdtemp(prefix="memory-router-tests-"))
+    saved = {name: os.environ.get(name) for name in ("XDG_CONFIG_HOME", "XDG_DATA_HOME")}
+    os.environ["XDG_CONFIG_HOME"] = str(base / "config")
+    os.environ["XDG_DATA_HOME"] = str(base / "data")
+
+    def restore() -> None:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        shutil.rmtree(base, ignore_errors=True)
+
+    config.add_cleanup(restore)
 
 
 def write_config(

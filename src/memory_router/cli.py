@@ -29,7 +29,11 @@ app.command()(status_cli.status)
 
 ConfigDir = Annotated[
     Path | None,
-    typer.Option("--config-dir", help="Folder holding server_config.yaml and models.yaml."),
+    typer.Option(
+        "--config-dir",
+        help="Folder holding server_config.yaml and models.yaml (default: ROUTER_CONFIG_DIR, "
+        "./config, ~/.config/memory-router, else the built-in defaults).",
+    ),
 ]
 
 
@@ -56,6 +60,7 @@ def serve(
         overrides["ROUTER_PORT"] = str(port)
     settings = _settings(config_dir, overrides)
 
+    import structlog
     import uvicorn
 
     from .api.app import create_app
@@ -63,6 +68,13 @@ def serve(
 
     logging_settings = settings.config.logging
     configure_logging(logging_settings.level, logging_settings.json_logs)
+    structlog.get_logger("memory_router.cli").info(
+        "config_read",
+        source=settings.config_source,
+        folder=str(settings.config_dir),
+        files=list(settings.config_files),
+        paths_relative_to=str(settings.paths_relative_to),
+    )
     server = settings.config.server
     uvicorn.run(
         create_app(settings),
@@ -134,7 +146,8 @@ def doctor(config_dir: ConfigDir = None) -> None:
 async def _doctor_rows(settings: Settings) -> list[tuple[str, bool, str]]:
     from .backends.ollama import OllamaBackend
 
-    rows: list[tuple[str, bool, str]] = [("configuration", True, str(settings.config_dir))]
+    where = f"{settings.config_dir} ({settings.config_source})"
+    rows: list[tuple[str, bool, str]] = [("configuration", True, where)]
     hosts = [
         ("ollama", settings.config.ollama),
         *((h.name, h) for h in settings.config.ollama_hosts),

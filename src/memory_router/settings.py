@@ -1,5 +1,7 @@
-"""Typed settings: ``config/server_config.yaml``, ``config/models.yaml``, ``.env``, environment.
+"""Typed settings: ``server_config.yaml``, ``models.yaml``, ``.env``, environment.
 
+The folder the YAML files come from is found as ``locations`` describes (``--config-dir``,
+``ROUTER_CONFIG_DIR``, ``./config``, the user's config folder, the built-in defaults).
 Sources are composed explicitly, lowest first: the YAML files, then ``.env``, then the
 process environment. Anything invalid becomes a ``ConfigError`` naming the file (or the
 environment variable), the key and what is wrong; the CLI turns that into exit code 2.
@@ -16,6 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from .errors import ConfigError
+from .locations import anchor_paths, locate_config
 
 __all__ = [
     "Capability",
@@ -332,6 +335,12 @@ class Settings(_Strict):
     config_dir: Path
     task_examples: dict[TaskClass, list[str]] = Field(default_factory=dict)
     """Labelled example requests per task class (``task_examples.yaml``; optional)."""
+    config_source: str = "--config-dir"
+    """How ``config_dir`` was found (see ``locations``)."""
+    config_files: tuple[str, ...] = ()
+    """The files read from it."""
+    paths_relative_to: Path | None = None
+    """What relative paths in the files were made relative to."""
 
 
 # Environment variables and the (section, key) they override in server_config.yaml.
@@ -431,7 +440,8 @@ def load_settings(
         env.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
     env.update(os.environ if environ is None else environ)
 
-    directory = Path(config_dir or env.get("ROUTER_CONFIG_DIR") or "config")
+    location = locate_config(config_dir, env)
+    directory = location.directory
     server_path = directory / "server_config.yaml"
     models_path = directory / "models.yaml"
     server_raw = _read_yaml(server_path)
@@ -456,8 +466,20 @@ def load_settings(
         raise _validation_error(exc, str(models_path), {}) from None
 
     _cross_check(server, models, models_path, server_path)
-    examples = _task_examples(directory / "task_examples.yaml")
-    return Settings(config=server, models=models, config_dir=directory, task_examples=examples)
+    from_env = {(path[0], path[1]) for path in env_sources}
+    server = anchor_paths(server, location.paths_relative_to, from_env)
+    examples_path = directory / "task_examples.yaml"
+    examples = _task_examples(examples_path)
+    read = [server_path, models_path] + ([examples_path] if examples_path.is_file() else [])
+    return Settings(
+        config=server,
+        models=models,
+        config_dir=directory,
+        task_examples=examples,
+        config_source=location.source,
+        config_files=tuple(path.name for path in read),
+        paths_relative_to=location.paths_relative_to,
+    )
 
 
 def _task_examples(path: Path) -> dict[TaskClass, list[str]]:
