@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ import typer
 
 from . import memory_cli, status_cli
 from .errors import ConfigError, RouterError
-from .settings import Settings, load_settings
+from .settings import ServerSettings, Settings, load_settings
 
 __all__ = ["app", "main"]
 
@@ -46,11 +47,47 @@ def _settings(config_dir: Path | None, overrides: dict[str, str] | None = None) 
     return load_settings(config_dir, environ=environ)
 
 
+def _is_loopback(host: str) -> bool:
+    name = host.strip().removeprefix("[").removesuffix("]").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback  # 127.0.0.0/8, ::1
+    except ValueError:  # a host name: it may resolve to anything
+        return False
+
+
+def exposure_refusal(server: ServerSettings) -> str | None:
+    """Why the router must not listen on ``server.host`` as configured, or None.
+
+    Without API keys the router serves whoever reaches it: fine on loopback, refused beyond
+    it unless ``allow_unauthenticated_remote`` says the user means it."""
+    if server.api_keys or server.allow_unauthenticated_remote or _is_loopback(server.host):
+        return None
+    return (
+        f"refusing to listen on {server.host or 'every address'} without API keys: anyone who "
+        "can reach this machine could use the router and its models. Set keys in "
+        "server_config.yaml (server.api_keys: [a-long-random-key]) or in the environment "
+        "(ROUTER_API_KEYS=key1,key2); clients then send `Authorization: Bearer <key>` (in "
+        "Cline: the API key field). Or listen on 127.0.0.1 only. To serve without keys "
+        "anyway, pass --insecure-no-auth or set server.allow_unauthenticated_remote: true "
+        "(ROUTER_ALLOW_UNAUTHENTICATED_REMOTE=true)."
+    )
+
+
 @app.command()
 def serve(
     config_dir: ConfigDir = None,
     host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    insecure_no_auth: Annotated[
+        bool,
+        typer.Option(
+            "--insecure-no-auth",
+            help="Listen beyond loopback without API keys: anyone who reaches the port may "
+            "use the router (server.allow_unauthenticated_remote).",
+        ),
+    ] = False,
 ) -> None:
     """Run the router's HTTP server."""
     overrides = {}
@@ -58,7 +95,13 @@ def serve(
         overrides["ROUTER_HOST"] = host
     if port:
         overrides["ROUTER_PORT"] = str(port)
+    if insecure_no_auth:
+        overrides["ROUTER_ALLOW_UNAUTHENTICATED_REMOTE"] = "true"
     settings = _settings(config_dir, overrides)
+    server = settings.config.server
+    refusal = exposure_refusal(server)
+    if refusal is not None:
+        raise RouterError(refusal)
 
     import structlog
     import uvicorn
@@ -68,14 +111,21 @@ def serve(
 
     logging_settings = settings.config.logging
     configure_logging(logging_settings.level, logging_settings.json_logs)
-    structlog.get_logger("memory_router.cli").info(
+    log = structlog.get_logger("memory_router.cli")
+    log.info(
         "config_read",
         source=settings.config_source,
         folder=str(settings.config_dir),
         files=list(settings.config_files),
         paths_relative_to=str(settings.paths_relative_to),
     )
-    server = settings.config.server
+    if not server.api_keys and not _is_loopback(server.host):
+        log.warning(
+            "no_api_keys",
+            host=server.host,
+            note="listening beyond loopback without API keys (allow_unauthenticated_remote): "
+            "anyone who reaches this port can use the router",
+        )
     uvicorn.run(
         create_app(settings),
         host=server.host,
@@ -87,6 +137,9 @@ def serve(
         # uvicorn's access line would repeat it, and builds its arguments even when muted.
         access_log=False,
         timeout_graceful_shutdown=5,
+        # Idle connections outlive the clients' pools (httpx: 5 s, uvicorn's default too),
+        # so a client never reuses one the router is closing.
+        timeout_keep_alive=server.keep_alive_s,
     )
 
 

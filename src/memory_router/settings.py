@@ -71,6 +71,11 @@ class ServerSettings(_Strict):
     api_keys: list[SecretStr] = Field(default_factory=list)
     max_body_bytes: int = Field(32 * 1024 * 1024, gt=0)
     cors_origins: list[str] = Field(default_factory=list)
+    keep_alive_s: int = Field(75, ge=1)
+    """How long an idle HTTP/1.1 connection is kept open. Longer than clients keep theirs
+    pooled (httpx and so the openai SDK: 5 s), or a reused connection meets a closed one."""
+    allow_unauthenticated_remote: bool = False
+    """Listen beyond loopback without ``api_keys``: anyone who reaches the port may use it."""
 
 
 class OllamaSettings(_Strict):
@@ -348,6 +353,7 @@ _ENV_KEYS: dict[str, tuple[str, str]] = {
     "ROUTER_HOST": ("server", "host"),
     "ROUTER_PORT": ("server", "port"),
     "ROUTER_API_KEYS": ("server", "api_keys"),
+    "ROUTER_ALLOW_UNAUTHENTICATED_REMOTE": ("server", "allow_unauthenticated_remote"),
     "OLLAMA_HOST": ("ollama", "base_url"),
     "OLLAMA_BASE_URL": ("ollama", "base_url"),  # listed second: wins over OLLAMA_HOST
     "ROUTER_EMBEDDED": ("embedded", "mode"),
