@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import MutableMapping
 from typing import Any
 
 import httpx
 import pytest
+import structlog
 from prometheus_client.parser import text_string_to_metric_families
-from structlog.testing import capture_logs
+from structlog.testing import LogCapture
 
+from memory_router.api import app, deps
 from tests.conftest import RouterThread
 
 HELLO = {"model": "cline-memory-router", "messages": [{"role": "user", "content": "hi"}]}
@@ -94,28 +97,43 @@ def samples(base_url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], floa
     }
 
 
+@pytest.fixture
+def api_logs(monkeypatch: pytest.MonkeyPatch) -> list[MutableMapping[str, Any]]:
+    """What the API's modules log, at every level. Their loggers are replaced for the test, not
+    captured with capture_logs: once configured (the CLI's tests do), structlog filters by the
+    configured level and caches each logger on first use."""
+    capture = LogCapture()
+    logger = structlog.wrap_logger(
+        None, processors=[capture], wrapper_class=structlog.make_filtering_bound_logger(0)
+    )
+    for module in (deps, app):
+        monkeypatch.setattr(module, "log", logger, raising=False)  # deps logs nothing before
+    return capture.entries
+
+
 @pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/embeddings", "/v1/memory/search"])
-def test_a_client_gone_mid_body_is_client_gone_not_a_500(router: RouterThread, path: str) -> None:
+def test_a_client_gone_mid_body_is_client_gone_not_a_500(
+    router: RouterThread, path: str, api_logs: list[MutableMapping[str, Any]]
+) -> None:
     gone = (
         "memory_router_requests_total",
         (("model", ""), ("outcome", "client_gone"), ("task", "")),
     )
-    with capture_logs() as logs:
-        with socket.create_connection(("127.0.0.1", router.port)) as sock:
-            head = (
-                f"POST {path} HTTP/1.1\r\nHost: router\r\nContent-Type: application/json\r\n"
-                "Content-Length: 100000\r\n\r\n"
-            )
-            sock.sendall(head.encode() + PARTIAL)
-            time.sleep(0.3)  # the router is now waiting for the rest of the body
-        deadline = time.monotonic() + 5
-        while samples(router.base_url).get(gone) is None and time.monotonic() < deadline:
-            time.sleep(0.05)
+    with socket.create_connection(("127.0.0.1", router.port)) as sock:
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: router\r\nContent-Type: application/json\r\n"
+            "Content-Length: 100000\r\n\r\n"
+        )
+        sock.sendall(head.encode() + PARTIAL)
+        time.sleep(0.3)  # the router is now waiting for the rest of the body
+    deadline = time.monotonic() + 5
+    while samples(router.base_url).get(gone) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
     found = samples(router.base_url)
     assert found.get(gone) == 1
     assert ("memory_router_errors_total", (("status", "500"),)) not in found
-    events = [entry["event"] for entry in logs]
+    events = [entry["event"] for entry in api_logs]
     assert "internal_error" not in events
-    [entry] = [entry for entry in logs if entry["event"] == "client_gone"]
+    [entry] = [entry for entry in api_logs if entry["event"] == "client_gone"]
     assert (entry["log_level"], entry["path"], entry["read_bytes"]) == ("info", path, len(PARTIAL))
-    assert not any("exc_info" in entry for entry in logs)
+    assert not any("exc_info" in entry for entry in api_logs)
