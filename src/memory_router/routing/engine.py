@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from ..misroutes import corrects, words_hash
 from ..settings import TASK_CLASSES, ModelSpec, RoutingSettings, TaskClass
 from ..wire.openai import ChatCompletionRequest
 from .classify import Classification, Vote, classify
@@ -444,6 +445,11 @@ class RoutingEngine:
             "decide_ms": None,  # set below, once the choice is made
             # The user's words: the decision log drops this unless log_prompts is on.
             "prompt": signals.human_text[:1000],
+            # For ``memory-router review`` without the words: a repeat, a correction, the task.
+            "words": len(signals.human_text.split()),
+            "words_hash": words_hash(signals.human_text),
+            "correction": corrects(signals.human_text),
+            "opening": opening,
         }
         if linked is not None:
             record["continues"] = linked  # the session this compacted conversation goes on
