@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from . import memory_cli, status_cli
+from . import memory_cli, review_cli, status_cli
 from .errors import ConfigError, RouterError
 from .settings import ServerSettings, Settings, load_settings
 
@@ -27,6 +27,8 @@ app = typer.Typer(
 app.command()(memory_cli.index)
 app.command()(memory_cli.search)
 app.command()(status_cli.status)
+app.command()(review_cli.review)
+app.command()(review_cli.learn)
 
 ConfigDir = Annotated[
     Path | None,

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BUILT_IN_CONFIG",
+    "USER_TASK_EXAMPLES",
     "ConfigLocation",
     "anchor_paths",
     "locate_config",
@@ -32,6 +33,8 @@ __all__ = [
 APP = "memory-router"
 BUILT_IN_CONFIG = Path(__file__).parent / "defaults"
 SERVER_FILE = "server_config.yaml"
+USER_TASK_EXAMPLES = "user_task_examples.yaml"
+"""The user's confirmed task examples (``memory-router learn``), in the user's data folder."""
 
 
 @dataclass(frozen=True)

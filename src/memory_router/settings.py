@@ -18,7 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from .errors import ConfigError
-from .locations import anchor_paths, locate_config
+from .locations import USER_TASK_EXAMPLES, anchor_paths, locate_config, user_data_dir
 
 __all__ = [
     "Capability",
@@ -339,7 +339,9 @@ class Settings(_Strict):
     models: ModelsConfig
     config_dir: Path
     task_examples: dict[TaskClass, list[str]] = Field(default_factory=dict)
-    """Labelled example requests per task class (``task_examples.yaml``; optional)."""
+    """Labelled example requests per task class (``task_examples.yaml``; optional), followed by
+    the user's confirmed ones (``user_task_examples.yaml`` in the user's data folder, written
+    by ``memory-router learn``)."""
     config_source: str = "--config-dir"
     """How ``config_dir`` was found (see ``locations``)."""
     config_files: tuple[str, ...] = ()
@@ -476,6 +478,10 @@ def load_settings(
     server = anchor_paths(server, location.paths_relative_to, from_env)
     examples_path = directory / "task_examples.yaml"
     examples = _task_examples(examples_path)
+    if env.get("XDG_DATA_HOME") or env.get("HOME"):  # an environment with no home has no data
+        examples = _merge_examples(
+            examples, _task_examples(user_data_dir(env) / USER_TASK_EXAMPLES)
+        )
     read = [server_path, models_path] + ([examples_path] if examples_path.is_file() else [])
     return Settings(
         config=server,
@@ -502,6 +508,16 @@ def _task_examples(path: Path) -> dict[TaskClass, list[str]]:
             raise ConfigError(str(path), str(key), "must be a list of non-empty strings")
         examples[key] = value
     return examples
+
+
+def _merge_examples(
+    base: dict[TaskClass, list[str]], user: dict[TaskClass, list[str]]
+) -> dict[TaskClass, list[str]]:
+    """The configured examples, each class followed by the user's that are not among them."""
+    merged = {task: list(texts) for task, texts in base.items()}
+    for task, texts in user.items():
+        merged.setdefault(task, []).extend(t for t in texts if t not in merged[task])
+    return merged
 
 
 def _cross_check(
