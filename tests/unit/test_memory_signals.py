@@ -365,3 +365,19 @@ def test_the_words_memo_is_exact_and_bounded() -> None:
     assert len(memo._words) == 4
     assert memo(texts[3]) == "fix bug 3"
     assert memo(texts[10]) == ""
+
+
+def test_a_bank_kept_in_the_older_cline_docs_folder_counts() -> None:
+    # Older Cline memory banks live in cline_docs/: reading and writing there is bank work.
+    body = native_task("fix the typo in the footer")
+    path = f"{WS}/cline_docs/activeContext.md"
+    native_call(body, "read_files", {"files": [{"path": path}]}, ok(path))
+    found = signals(body)
+    assert found.phase == "read" and found.files_read == ("cline_docs/activeContext.md",)
+    native_edit(body, f"{WS}/cline_docs/progress.md", "- footer typo fixed")
+    assert signals(body).phase == "update"
+    # A folder that merely starts alike is not the bank.
+    other = native_task("fix the typo in the footer")
+    lookalike = f"{WS}/cline_docs_old/notes.md"
+    native_call(other, "read_files", {"files": [{"path": lookalike}]}, ok(lookalike))
+    assert signals(other).phase == "none"

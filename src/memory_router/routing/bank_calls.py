@@ -17,6 +17,7 @@ from typing import NamedTuple
 
 __all__ = [
     "BANK",
+    "BANK_FOLDERS",
     "COMMAND_TOOLS",
     "NEUTRAL_TOOLS",
     "READ_TOOLS",
@@ -26,6 +27,7 @@ __all__ = [
     "XML_WORK",
     "BankCall",
     "bank_path",
+    "has_bank",
     "native_call",
     "native_ok",
     "xml_calls",
@@ -33,6 +35,23 @@ __all__ = [
 ]
 
 BANK = "memory-bank"
+BANK_FOLDERS = ("memory-bank", "cline_docs")
+"""The bank's folder: Cline's memory bank, and the older ``cline_docs/`` it was kept in."""
+
+
+def has_bank(text: str) -> bool:
+    """Whether ``text`` names a memory-bank folder at all (a cheap look before parsing)."""
+    return any(folder in text for folder in BANK_FOLDERS)
+
+
+def _bank_index(parts: list[str]) -> int | None:
+    """The index of the last memory-bank folder among a path's parts, if any."""
+    for i in range(len(parts) - 1, -1, -1):
+        if parts[i] in BANK_FOLDERS:
+            return i
+    return None
+
+
 _XML_FAILED = (
     "The user denied this operation",
     "The tool execution failed",
@@ -72,7 +91,9 @@ _XML_PATH = re.compile(r"<path>\s*(.*?)\s*</path>", re.DOTALL)
 _XML_COMMAND = re.compile(r"<command>(.*?)</command>", re.DOTALL)
 _PATCH_FILE = re.compile(r"^\*\*\* (?:Add|Update|Delete) File: (.+?)\s*$", re.MULTILINE)
 _PATH_KEYS = ("path", "file_path", "filePath", "absolute_path", "absolutePath", "target_file")
-_SHELL_TOKEN = re.compile(r"[^\s\"'`<>|;&()=,]*memory-bank(?:[/\\][^\s\"'`<>|;&()=,]*)?")
+_SHELL_TOKEN = re.compile(
+    r"[^\s\"'`<>|;&()=,]*(?:memory-bank|cline_docs)(?:[/\\][^\s\"'`<>|;&()=,]*)?"
+)
 _SHELL_WRITE = re.compile(r"(?:>>?|\btee\s+(?:-a\s+)?)\s*[\"']?([^\s\"'`;&|<>]+)")
 _SHELL_READER = re.compile(r"\s*(?:cat|head|tail|less|more|bat|nl|type|Get-Content)\b")
 
@@ -93,7 +114,7 @@ class BankCall(NamedTuple):
 def bank_path(raw: str, workspace: str | None) -> str | None:
     """``raw`` relative to the workspace when it lies in a memory-bank folder, else None."""
     path = raw.strip().strip("\"'`").replace("\\", "/")
-    if BANK not in path:
+    if not has_bank(path):
         return None
     path = path.removeprefix("file://")
     if workspace:
@@ -102,11 +123,12 @@ def bank_path(raw: str, workspace: str | None) -> str | None:
     if "./" in path or "//" in path or path.endswith("/."):
         path = posixpath.normpath(path)
     parts = path.split("/")
-    if BANK not in parts:  # e.g. src/memory-bank-utils/x.md
+    index = _bank_index(parts)
+    if index is None:  # e.g. src/memory-bank-utils/x.md
         return None
     if path.startswith(("/", "~", "..")) or path[1:2] == ":":
         # Not under the workspace (or none is known): report from the memory-bank folder on.
-        parts = parts[len(parts) - 1 - parts[::-1].index(BANK) :]
+        parts = parts[index:]
     return "/".join(parts)
 
 
@@ -145,7 +167,7 @@ def _call(
     neutral = tool in NEUTRAL_TOOLS
     if not neutral:
         for command in commands:
-            if BANK in command:
+            if has_bank(command):
                 bank = True
                 read, written = _shell(command, workspace)
                 reads += read
@@ -202,7 +224,7 @@ def xml_calls(message: int, text: str, workspace: str | None) -> list[BankCall]:
         if tool in WRITE_TOOLS:
             paths = paths[:1]  # the target; the content may quote other paths
         commands = _XML_COMMAND.findall(body) if tool in COMMAND_TOOLS else []
-        calls.append(_call(message, tool, None, paths, commands, workspace, BANK in body))
+        calls.append(_call(message, tool, None, paths, commands, workspace, has_bank(body)))
     return calls
 
 

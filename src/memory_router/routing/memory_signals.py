@@ -43,12 +43,12 @@ from typing import Literal
 
 from ..wire.openai import ChatCompletionRequest, ChatMessage
 from .bank_calls import (
-    BANK,
     NEUTRAL_TOOLS,
     WRITE_TOOLS,
     XML_EDIT,
     XML_WORK,
     BankCall,
+    has_bank,
     native_call,
     native_ok,
     xml_calls,
@@ -332,14 +332,14 @@ def read_memory_signals(request: ChatCompletionRequest) -> MemorySignals:
         found: list[BankCall] = []
         for tool_call in message.tool_calls or ():
             function = tool_call.function
-            if BANK in function.arguments:
+            if has_bank(function.arguments):
                 arguments = function.arguments
                 found.append(native_call(index, function.name, tool_call.id, arguments, workspace))
             elif function.name not in NEUTRAL_TOOLS:
                 work.add(index)
                 if function.name in WRITE_TOOLS:
                     edits.add(index)
-        if BANK in text_of(index):
+        if has_bank(text_of(index)):
             found += xml_calls(index, text_of(index), workspace)
         for call in found:
             if call.bank:

@@ -32,8 +32,9 @@ _ALL_TOOLS = EDIT_TOOLS | LOOK_TOOLS
 # case and compiled without IGNORECASE (two to three times faster on these alternations).
 _XML_TOOL = re.compile(r"<(" + "|".join(sorted(_ALL_TOOLS)) + r")>")
 _MENTIONS_BANK = re.compile(
-    r"\bmemory[ -]?bank\b|\b(?:projectbrief|productcontext|systempatterns|techcontext"
-    r"|activecontext|progress)\.md\b|メモリバンク|记忆库|\bbanco de memori[ae]\b"
+    r"\bmemory[ -]?bank\b|\bcline_docs\b"
+    r"|\b(?:projectbrief|productcontext|systempatterns|techcontext|activecontext|progress)\.md\b"
+    r"|メモリバンク|记忆库|\bbanco de memori[ae]\b"
     r"|\bbanque de mémoire\b",
 )
 # Cline's own housekeeping turns: context condensing and task hand-off instructions.
