@@ -36,8 +36,11 @@ def emu() -> Any:
 
 def classifier_router(make_router: RouterFactory, emu: OllamaEmulator, **llm: Any) -> RouterThread:
     settings = {"model": SMALL, "timeout_s": 5, **llm}
-    # The example vote is off so that only the classifier can move these requests.
-    return make_router(emu.base_url, routing={"classifier": {"embedding": False, "llm": settings}})
+    # The example vote and the learned classifier are off, so that these words are left open
+    # by the rules and only the LLM classifier can move them (with the learned classifier on,
+    # it is asked when that is unsure: tests/unit/test_learned.py).
+    classifier = {"embedding": False, "learned": False, "llm": settings}
+    return make_router(emu.base_url, routing={"classifier": classifier})
 
 
 def asked(emu: OllamaEmulator) -> list[dict[str, Any]]:
@@ -216,7 +219,13 @@ def test_a_classifier_on_an_ollama_host_of_its_own_is_asked_there(
         router = make_router(
             emu.base_url,
             ollama_hosts=[host],
-            routing={"classifier": {"embedding": False, "llm": {"model": SMALL, "backend": "cpu"}}},
+            routing={
+                "classifier": {
+                    "embedding": False,
+                    "learned": False,
+                    "llm": {"model": SMALL, "backend": "cpu"},
+                }
+            },
         )
         cpu.enqueue(Script("implement"))
         raw = chat(router, OPEN)

@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from memory_router.cli import app
-from memory_router.settings import ClassifierSettings, load_settings
+from memory_router.settings import load_settings
 from tests.conftest import RouterFactory, RouterThread, write_config
 from tests.ollama_emulator import OllamaEmulator, Script
 
@@ -75,7 +75,13 @@ def test_review_export_learn_and_the_next_start(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    router = make_router(emulator.base_url, logging={"log_prompts": True})
+    # The rules and the example vote route this session (the learned classifier reads the
+    # vague words as implementation already): the scenario needs a flip to find.
+    router = make_router(
+        emulator.base_url,
+        logging={"log_prompts": True},
+        routing={"classifier": {"learned": False}},
+    )
     dates = Task(router)  # a repeat right after the answer, then a correction
     assert routed_to(dates.say("a1", "write a function that parses ISO dates")) == CODER
     assert routed_to(dates.say("a2", "write a function that parses ISO dates")) == CODER
@@ -178,8 +184,7 @@ def test_review_export_learn_and_the_next_start(
         "logging": {"level": "WARNING", "decision_log": {"enabled": False}},
         "routing": {"budget": {"vram_bytes": 16 * 1024**3, "ram_bytes": 128 * 1024**3}},
     }
-    if "learned" in ClassifierSettings.model_fields:  # the example vote, not the classifier
-        server["routing"]["classifier"] = {"learned": False}
+    server["routing"]["classifier"] = {"learned": False}  # the example vote this time
     config = write_config(tmp_path / "config-after", server)
     settings = load_settings(config, environ={"XDG_DATA_HOME": str(data.parent)}, env_file=None)
     assert VAGUE in settings.task_examples["implement"]

@@ -74,7 +74,7 @@ class LlmClassifier:
         if key in self.votes:  # asked already (a tool loop resends the words every turn)
             self.votes[key] = self.votes.pop(key)  # the most recently used goes last
             return signals
-        if not key or self.engine.cheap(signals).decisive:
+        if not key or not self.engine.unsure(request, signals):
             return signals
         pending = self._pending.get(key)
         if pending is not None:  # the same words are being read for another request

@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from .locations import USER_TASK_EXAMPLES
+from .locations import USER_CLASSIFIER, USER_TASK_EXAMPLES
 from .settings import TASK_CLASSES, TaskClass
 
 __all__ = [
@@ -38,7 +38,7 @@ __all__ = [
 
 LEARNED_EXAMPLES = "learned_examples.jsonl"
 """Every example the user confirmed, one JSON object a line: words, class, request id."""
-LEARNED_WEIGHTS = "learned_classifier.npz"
+LEARNED_WEIGHTS = USER_CLASSIFIER
 """Where ``retrain`` asks the classifier's trainer to write its weights."""
 
 

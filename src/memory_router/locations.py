@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BUILT_IN_CONFIG",
+    "USER_CLASSIFIER",
     "USER_TASK_EXAMPLES",
     "ConfigLocation",
     "anchor_paths",
@@ -34,6 +35,8 @@ APP = "memory-router"
 BUILT_IN_CONFIG = Path(__file__).parent / "defaults"
 SERVER_FILE = "server_config.yaml"
 USER_TASK_EXAMPLES = "user_task_examples.yaml"
+USER_CLASSIFIER = "learned_classifier.npz"
+"""The learned classifier ``memory-router learn`` retrained, in the user's data folder."""
 """The user's confirmed task examples (``memory-router learn``), in the user's data folder."""
 
 

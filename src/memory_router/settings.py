@@ -18,7 +18,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from .errors import ConfigError
-from .locations import USER_TASK_EXAMPLES, anchor_paths, locate_config, user_data_dir
+from .locations import (
+    USER_CLASSIFIER,
+    USER_TASK_EXAMPLES,
+    anchor_paths,
+    locate_config,
+    user_data_dir,
+)
 
 __all__ = [
     "Capability",
@@ -220,9 +226,19 @@ class LlmClassifierSettings(_Strict):
 
 class ClassifierSettings(_Strict):
     embedding: bool = True
-    """Compare the last user turn's embedding with labelled examples when cheap signals are
-    inconclusive (the examples live in ``task_examples.yaml`` next to this file)."""
+    """Embed the user's latest words (the memory bank's MiniLM): for the learned classifier,
+    and for the labelled examples in ``task_examples.yaml`` when it is off."""
     min_similarity: float = Field(0.35, ge=-1.0, le=1.0)
+    learned: bool = True
+    """Where the rules are not decisive, the learned classifier (weights shipped with the
+    package, trained on the routing corpus) reads the user's words and the request's shape;
+    off: the nearest labelled example decides."""
+    weights: Path | None = None
+    """The learned classifier's weights: those ``memory-router learn`` wrote to the user's
+    data folder (``learned_classifier.npz``) when there are some, else the shipped ones."""
+    confident: float = Field(0.6, ge=0.0, le=1.0)
+    """Below this top probability of the learned classifier, the LLM classifier (if one is
+    configured) is asked."""
     llm: LlmClassifierSettings = LlmClassifierSettings()
 
 
@@ -482,6 +498,11 @@ def load_settings(
         examples = _merge_examples(
             examples, _task_examples(user_data_dir(env) / USER_TASK_EXAMPLES)
         )
+        learned = user_data_dir(env) / USER_CLASSIFIER
+        if server.routing.classifier.weights is None and learned.is_file():
+            classifier = server.routing.classifier.model_copy(update={"weights": learned})
+            routing = server.routing.model_copy(update={"classifier": classifier})
+            server = server.model_copy(update={"routing": routing})
     read = [server_path, models_path] + ([examples_path] if examples_path.is_file() else [])
     return Settings(
         config=server,

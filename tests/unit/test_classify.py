@@ -430,15 +430,15 @@ def test_an_imperative_after_a_comma_is_not_small_talk() -> None:
     assert task_of(request(user("good catch, fix it"))) == "implement"
 
 
-def test_first_turn_in_a_bank_workspace_is_served_as_memory_work() -> None:
+def test_the_bank_rules_of_the_system_prompt_never_decide_the_class() -> None:
+    # The memory-bank rules tell the agent to read the bank at the start of every task; what
+    # the user asked is still the task: a feature is implementation, with the rules or not.
     rules = {"role": "system", "content": "You are Cline.\n# Rules\n# Cline's Memory Bank\n..."}
     req = request(rules, user("<task>\nAdd a --force flag to sync\n</task>"), tools=TOOLS)
     decision = route(req)
-    assert decision.signals["class"] == "implement"
-    assert decision.task == "memory"
-    assert decision.model == FAST
-    assert "the user's rules read the memory bank first" in decision.reasons[-2]
-    # Without the rules, or once the agent has answered, the class stands.
+    assert decision.signals["class"] == decision.task == "implement"
+    assert decision.model == CODER
+    assert not any("memory bank first" in reason for reason in decision.reasons)
     assert route(request(user("Add a --force flag to sync"), tools=TOOLS)).task == "implement"
 
 

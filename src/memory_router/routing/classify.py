@@ -24,7 +24,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import NamedTuple
+from typing import NamedTuple, TypeGuard
 
 from ..settings import TaskClass
 from .bank_calls import WRITE_TOOLS
@@ -81,6 +81,10 @@ _PASTE_LINES = 8  # lines in the user's words from which they count as a pasted 
 _DECISIVE = 2.0  # keyword margin that needs no embedding vote
 
 
+def _is_class(name: str) -> TypeGuard[TaskClass]:
+    return name in ("memory", "implement", "analyze", "chat", "meta")
+
+
 @dataclass(frozen=True, slots=True)
 class Classification:
     task: TaskClass
@@ -89,6 +93,12 @@ class Classification:
     """Keyword scores and example similarities, for the explanation."""
     via: str = "rules"
     """Which evidence decided: "rules", "keywords", "llm", "examples" or "default"."""
+
+    def likely(self) -> dict[TaskClass, float] | None:
+        """The class probabilities, when the learned classifier gave them."""
+        if self.via != "learned":
+            return None
+        return {task: p for task, p in self.scores.items() if _is_class(task)}
 
     @property
     def decisive(self) -> bool:
@@ -287,3 +297,36 @@ def classify(
         )  # fmt: skip
     tools = ", ".join(sorted(set(signals.recent_tools))) or "tools"
     return Classification("implement", (f"the agent is at work ({tools})",), via="default")
+
+
+def classify_learned(
+    signals: RequestSignals,
+    probabilities: Mapping[TaskClass, float],
+    vote: Vote | None = None,
+    confident: float = 0.6,
+) -> Classification:
+    """Classify with the learned model's ``probabilities`` of the user's words and the
+    request's shape; rules only where the structure is certain.
+
+    Certain: Cline's condense and hand-off instructions (``meta``); an agent mid-loop whose
+    recent tool calls work on the memory bank (``memory``) or edit files (``implement``).
+    Everything else is the model's: the user's words decide, never the standing instructions
+    of the system prompt. When the model is unsure (its top probability under
+    ``confident``) a model's ``vote`` decides, if there is one."""
+    scores: dict[str, float] = {task: round(p, 4) for task, p in probabilities.items()}
+    if signals.client_instruction:
+        return Classification("meta", ("the client asks to condense or hand off the task",))
+    mid_loop = signals.in_tool_loop and not signals.user_spoke
+    if mid_loop and signals.memory.phase != "none" and signals.recent_tools:
+        phase = signals.memory.phase
+        return Classification("memory", (f"memory bank {phase}", *signals.memory.reasons[:2]))
+    edits = [t for t in signals.recent_tools if t in WRITE_TOOLS]
+    if mid_loop and edits:
+        tools = ", ".join(sorted(set(edits)))
+        return Classification("implement", (f"the agent is editing ({tools})",), scores)
+    best = max(probabilities, key=lambda task: probabilities[task])
+    if vote is not None and probabilities[best] < confident:
+        return Classification(vote[0], (vote[1],), scores, via="llm")
+    return Classification(
+        best, (f"the learned classifier: {best} ({probabilities[best]:.0%})",), scores, "learned"
+    )

@@ -20,9 +20,10 @@ from typing import Any
 from ..misroutes import corrects, words_hash
 from ..settings import TASK_CLASSES, ModelSpec, RoutingSettings, TaskClass
 from ..wire.openai import ChatCompletionRequest
-from .classify import Classification, Vote, classify
+from .classify import Classification, Vote, classify, classify_learned
 from .context import ContextEstimator
 from .decision import Decision
+from .learned import EMBED_CHARS, LearnedModel, default_weights, structure, words_of
 from .llm_vote import vote_key
 from .policy import Claim, SessionChoice, View, choose, direct
 from .replies import answer_print
@@ -31,7 +32,7 @@ from .signals import RequestSignals, read_signals
 __all__ = ["ExampleIndex", "RoutingEngine", "session_key", "session_keys"]
 
 Embed = Callable[[Sequence[str]], list[list[float]]]
-_QUERY_CHARS = 300  # the user's words embedded for the example vote (never the system prompt)
+_QUERY_CHARS = EMBED_CHARS  # the user's words embedded (never the system prompt)
 _TASK_DIGITS = 8
 
 
@@ -90,10 +91,27 @@ class ExampleIndex:
         self._matrix = matrix
         self._rows = {task: [i for i, t in enumerate(labels) if t == task] for task in TASK_CLASSES}
         self._cache: OrderedDict[int, dict[TaskClass, float]] = OrderedDict()
+        self._vectors: OrderedDict[int, list[float]] = OrderedDict()
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._labels)
+
+    def vector(self, text: str) -> list[float] | None:
+        """The embedding of ``text`` (cached per text), or None for no words."""
+        text = text[:_QUERY_CHARS].strip()
+        if not text:
+            return None
+        key = hash(("vector", text))
+        with self._lock:
+            if (hit := self._vectors.get(key)) is not None:
+                return hit
+        vector: list[float] = [float(x) for x in self._embed([text])[0]]
+        with self._lock:
+            self._vectors[key] = vector
+            if len(self._vectors) > 2048:
+                self._vectors.popitem(last=False)
+        return vector
 
     def similar(self, text: str) -> dict[TaskClass, float]:
         """The best cosine of ``text`` to each class's examples (cached per text)."""
@@ -161,6 +179,11 @@ class RoutingEngine:
         self.reserved_output = reserved_output
         self.tokens = ContextEstimator()
         self.examples: ExampleIndex | None = None
+        self.learned: LearnedModel | None = None
+        """The learned classifier, where the rules are not decisive (``classifier.learned``)."""
+        weights = settings.classifier.weights or default_weights()
+        if settings.classifier.learned and weights.is_file():
+            self.learned = LearnedModel.load(weights)
         self.vote_model = settings.classifier.llm.model
         """The LLM classifier's model, when one is configured."""
         self.votes: dict[str, TaskClass | None] | None = {} if self.vote_model else None
@@ -182,11 +205,48 @@ class RoutingEngine:
         """The class from the request's own signals, before any vote."""
         return classify(signals, None, self.settings.classifier.min_similarity)
 
-    def classify(self, signals: RequestSignals) -> Classification:
-        """Cheap signals first; the LLM classifier's or else the examples' vote only when
-        they are not decisive."""
+    def probabilities(
+        self, request: ChatCompletionRequest, signals: RequestSignals
+    ) -> dict[TaskClass, float] | None:
+        """The learned classifier's class probabilities for a request, if it is on."""
+        if self.learned is None:
+            return None
+        text = words_of(request, signals)
+        vector = self.examples.vector(text) if self.examples is not None else None
+        return self.learned.probabilities(text, vector, structure(request, signals))
+
+    def unsure(self, request: ChatCompletionRequest, signals: RequestSignals) -> bool:
+        """Whether a vote (the LLM classifier's) could change this request's class."""
         first = self.cheap(signals)
-        if first.decisive or not signals.human_text:
+        if self.learned is None:
+            return not first.decisive
+        if first.via == "rules" or not signals.human_text:
+            return False
+        probabilities = self.probabilities(request, signals)
+        assert probabilities is not None
+        return max(probabilities.values()) < self.settings.classifier.confident
+
+    def classify(
+        self, signals: RequestSignals, request: ChatCompletionRequest | None = None
+    ) -> Classification:
+        """The rules that hold whatever the words (``via == "rules"``: client housekeeping,
+        the memory bank's phase or name, "go ahead", "don't change anything", small talk);
+        else the learned classifier (with the LLM classifier's vote when it is unsure); without
+        it, keyword scores and the examples' vote."""
+        first = self.cheap(signals)
+        if first.via == "rules" or (first.decisive and self.learned is None):
+            return first
+        if not signals.human_text:  # no words to read: what the conversation is doing
+            return first
+        if request is not None and self.learned is not None:
+            probabilities = self.probabilities(request, signals)
+            assert probabilities is not None
+            vote, note = self._vote(signals.human_text) if signals.human_text else (None, None)
+            found = classify_learned(
+                signals, probabilities, vote, self.settings.classifier.confident
+            )
+            return replace(found, reasons=(*found.reasons, note)) if note else found
+        if not signals.human_text:
             return first
         vote, note = self._vote(signals.human_text)
         similar = None
@@ -399,21 +459,10 @@ class RoutingEngine:
         started = time.perf_counter()
         if signals is None:
             signals = read_signals(request)
-        classification = self.classify(signals)
+        classification = self.classify(signals, request)
+        # What the user asked decides, never the standing rules of the system prompt (a
+        # memory-bank rule to read the bank first does not make a bug fix memory work).
         task, reasons = classification.task, classification.reasons
-        if (
-            signals.bank_rules
-            and signals.first_turn
-            and task in ("implement", "analyze", "chat")
-            and not signals.memory.files_read
-        ):
-            # The model's work this turn is reading the bank, whatever the task is.
-            reasons = (
-                *reasons,
-                f"the user's rules read the memory bank first: this {task} task starts as "
-                f"memory work",
-            )
-            task = "memory"
         prompt = self.tokens.prompt_tokens(request)
         output = request.output_limit() or self.reserved_output
         key, opening = session_keys(request)
@@ -459,6 +508,8 @@ class RoutingEngine:
         decision = choose(
             task, prompt, output, self.catalog, self._corrected(view), self.settings, reasons,
             session, session_key=key, signals=record, needs=needs, contested=contested,
+            likely=classification.likely(),
+            bank_read=signals.memory.phase == "read" and not signals.user_spoke,
         )  # fmt: skip
         if remember:
             self.remember(key, decision, workspace, opening)

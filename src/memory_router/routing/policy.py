@@ -151,16 +151,18 @@ def _option(
     contested: Mapping[str, Sequence[Claim]] | None = None,
     fits: Mapping[str, Mapping[TaskClass, float]] | None = None,
     refused: dict[str, LoadPlan] | None = None,
+    likely: Mapping[TaskClass, float] | None = None,
 ) -> _Option | None:
     """The best way to run ``spec`` for this request, or None if it cannot hold it.
 
     ``costs``: each resident model's expected cost of being evicted, on ``spec``'s host;
     ``contested``: models other sessions are working with alongside, and their claims;
     ``fits``: every model's task fit (needed with ``contested``); ``refused`` gets the plan
-    of a model whose context holds the request but whose host's memory does not."""
+    of a model whose context holds the request but whose host's memory does not; ``likely``:
+    the class probabilities, when the classifier gives them (then the fit is expected fit)."""
     if needed > spec.num_ctx:
         return None
-    fit = spec.task_fit[task]
+    fit = expected_fit(spec, task, likely)
     snapshot = view.snapshots.get(spec.backend)
     profile = view.profiles.get(spec.name)
     if snapshot is None or profile is None:
@@ -217,6 +219,16 @@ def _option(
     cost = (settings.load_cost_per_s * (load_s + evict_s) + shared) / turns
     score = fit - cost if residency else fit
     return _Option(spec, needed, load.num_ctx, load, load_s, evict_s, cost, score)
+
+
+def expected_fit(
+    spec: ModelSpec, task: TaskClass, likely: Mapping[TaskClass, float] | None
+) -> float:
+    """``spec``'s fit for the request: for ``task``, or weighted by the class probabilities
+    (an uncertain request is worth most to the model that serves both likely classes)."""
+    if not likely:
+        return spec.task_fit[task]
+    return sum(p * spec.task_fit[cls] for cls, p in likely.items())
 
 
 def _on_silent_hosts(options: list[_Option], view: View) -> list[_Option]:
@@ -322,7 +334,7 @@ def _candidate(option: _Option, task: TaskClass) -> Candidate:
     return Candidate(
         model=option.spec.name,
         backend=option.spec.backend,
-        task_fit=option.spec.task_fit[task],
+        task_fit=option.spec.task_fit[task],  # the class's; the score weighs the likely ones
         num_ctx=option.num_ctx,
         fits=True,
         score=round(option.score, 4),
@@ -347,6 +359,8 @@ def choose(
     signals: dict[str, Any] | None = None,
     needs: frozenset[str] = frozenset(),
     contested: Mapping[str, Sequence[Claim]] | None = None,
+    likely: Mapping[TaskClass, float] | None = None,
+    bank_read: bool = False,
 ) -> Decision:
     """Pick the model, ``num_ctx`` and keep_alive for a request of class ``task``.
 
@@ -354,7 +368,10 @@ def choose(
     to lack one is no candidate. ``contested``: models that other sessions are working with
     alongside this one and that suit their requests best, with those sessions' claims.
     ``session_key`` and ``signals`` are carried into the decision as they are (the engine's
-    record of the request)."""
+    record of the request). ``likely``: the class probabilities, when the classifier gives
+    them: each model's fit is then its expected fit over them. ``bank_read``: the agent reads
+    the memory bank inside a task's loop (its rules ask for it at the start of every task),
+    which does not end the loop: the session keeps its model."""
     residency = settings.policy == "residency"
     fits = {spec.name: spec.task_fit for spec in catalog} if contested else None
     options: list[_Option] = []
@@ -376,7 +393,7 @@ def choose(
             costs[spec.backend] = _victim_costs(snapshot, view, settings)
         option = _option(
             spec, task, needed, view, settings, residency, costs.get(spec.backend, {}),
-            contested, fits, refused,
+            contested, fits, refused, likely,
         )  # fmt: skip
         if option is None:
             fit = spec.task_fit[task]
@@ -420,24 +437,33 @@ def choose(
         kept = next((o for o in options if o.spec.name == session.model), None)
         # Stay only where staying is free: a model another session's work has evicted since
         # (or one that would need a bigger context) is chosen again on its score.
-        if kept is not None and session.task == task and not (kept.load and kept.load.loads):
+        same = session.task == task or (task == "memory" and bank_read)
+        if kept is not None and same and not (kept.load and kept.load.loads):
             chosen = kept
             why.append(f"the session stays on {kept.spec.name} inside its {task} loop")
     if chosen is None:
         chosen = max(options, key=lambda o: o.score)  # max keeps the first of equal scores
     load = chosen.load
+    chosen_fit = expected_fit(chosen.spec, task, likely)
+    if likely:
+        odds = ", ".join(
+            f"{cls} {p:.0%}"
+            for cls, p in sorted(likely.items(), key=lambda kv: -kv[1])
+            if p >= 0.05
+        )
+        why.append(f"fit weighed over the likely classes ({odds})")
     if load and load.loads:
         what = "reloads" if load.reload else "loads"
         gone = f", evicting {', '.join(load.evicts)}" if load.evicts else ""
         seconds = f"{chosen.load_s:.0f}" if chosen.load_s >= 10 else f"{chosen.load_s:.1f}"
         why.append(
-            f"{task} -> {chosen.spec.name} (fit {chosen.spec.task_fit[task]:.2f}, {what} "
+            f"{task} -> {chosen.spec.name} (fit {chosen_fit:.2f}, {what} "
             f"~{seconds}s at num_ctx {chosen.num_ctx}{gone})"
         )
     else:
         where = "resident" if load else "no load"
         why.append(
-            f"{task} -> {chosen.spec.name} (fit {chosen.spec.task_fit[task]:.2f}, {where}, "
+            f"{task} -> {chosen.spec.name} (fit {chosen_fit:.2f}, {where}, "
             f"num_ctx {chosen.num_ctx})"
         )
     return Decision(
