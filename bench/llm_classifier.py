@@ -64,7 +64,11 @@ def percentile(values: list[float], q: float) -> float:
 async def run(count: int) -> dict[str, Any]:
     settings = load_settings(REPO / "config", environ={}, env_file=None)
     llm = LlmClassifierSettings(model=EMBEDDED_MODEL, backend="embedded", timeout_s=60)
-    classifying = settings.config.routing.classifier.model_copy(update={"llm": llm})
+    # The rules' path (no learned classifier): these texts are left open by the rules, so
+    # the model is asked about each (with the learned classifier it is asked when unsure).
+    classifying = settings.config.routing.classifier.model_copy(
+        update={"llm": llm, "learned": False}
+    )
     routing = settings.config.routing.model_copy(update={"classifier": classifying})
     engine = RoutingEngine(settings.models.models, routing, settings.models.reserved_output_tokens)
     backend = EmbeddedBackend(EmbeddedSettings(n_ctx=4096))

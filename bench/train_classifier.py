@@ -48,6 +48,22 @@ def features(split: str) -> list[Example]:
     return examples_of(requests, [c.case.label for c in cases])  # type: ignore[misc]
 
 
+def shipped_examples() -> list[Example]:
+    """The shipped ``config/task_examples.yaml``, each a user's first message, counted as the
+    user's confirmed examples are (``classifier_train.USER_WEIGHT``)."""
+    from memory_router.classifier_train import USER_WEIGHT
+    from memory_router.settings import load_settings
+
+    settings = load_settings(REPO / "config", environ={}, env_file=None)
+    requests, labels = [], []
+    for label, texts in settings.task_examples.items():
+        for text in texts:
+            body = {"model": "m", "messages": [{"role": "user", "content": text}]}
+            requests.append(parse_request(ChatCompletionRequest, body))
+            labels.append(label)
+    return examples_of(requests, labels) * USER_WEIGHT
+
+
 def accuracy(model: LearnedModel, examples: list[Example], embed: object) -> float:
     vectors = embed([e.text or " " for e in examples])  # type: ignore[operator]
     right = 0
@@ -60,7 +76,8 @@ def accuracy(model: LearnedModel, examples: list[Example], embed: object) -> flo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=default_weights())
-    parser.add_argument("--c", type=float, nargs="*", default=[1.0, 4.0, 16.0])
+    parser.add_argument("--c", type=float, nargs="*", default=[4.0, 8.0, 16.0])
+    parser.add_argument("--no-examples", action="store_true", help="leave task_examples.yaml out")
     args = parser.parse_args()
 
     from memory_router.memory.onnx_embedder import OnnxEmbedder
@@ -68,6 +85,8 @@ def main() -> None:
     started = time.perf_counter()
     embed = OnnxEmbedder(graph="fp32").embed_documents
     train, dev = features("train"), features("dev")
+    if not args.no_examples:
+        train += shipped_examples()
     print(f"train {len(train)} {dict(Counter(e.label for e in train))}")
     print(f"dev {len(dev)} {dict(Counter(e.label for e in dev))}")
     best: tuple[float, LearnedModel] | None = None

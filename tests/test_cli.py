@@ -184,7 +184,8 @@ def test_status_reports_the_llm_classifier(
 ) -> None:
     llm = {"model": "qwen3:30b-a3b", "timeout_s": 5}  # a pulled model stands in for a small one
     router = make_router(
-        emulator.base_url, routing={"classifier": {"embedding": False, "llm": llm}}
+        emulator.base_url,
+        routing={"classifier": {"embedding": False, "learned": False, "llm": llm}},
     )
     emulator.enqueue(Script("analyze"), Script("ok"), Script("no idea"), Script("ok"))
     for words in ("the invoice totals when currencies differ", "the exports after the upgrade"):

@@ -29,7 +29,9 @@ def classified_router(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rout
     with without_ollama(
         root,
         embedded={"mode": "auto", "n_ctx": 8192, "default_max_tokens": 16},
-        routing={"classifier": {"embedding": False, "llm": llm}},
+        # The rules' path: these words are left open by the rules, so the model is asked
+        # (with the learned classifier on it is asked when that is unsure).
+        routing={"classifier": {"embedding": False, "learned": False, "llm": llm}},
         logging={"decision_log": {"path": str(root / "decisions.jsonl")}},
     ) as router:
         yield router

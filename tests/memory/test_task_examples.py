@@ -62,7 +62,9 @@ def request(text: str) -> ChatCompletionRequest:
 
 
 def test_the_engine_asks_the_examples_only_when_words_are_weak(index: ExampleIndex) -> None:
-    engine = RoutingEngine(SETTINGS.models.models, RoutingSettings(), 4096)
+    # The example vote decides where the learned classifier is off.
+    routing = RoutingSettings.model_validate({"classifier": {"learned": False}})
+    engine = RoutingEngine(SETTINGS.models.models, routing, 4096)
     engine.examples = index
     weak = engine.decide(request("the settings page freezes when I open it"), View())
     assert weak.task == "implement"
@@ -80,6 +82,7 @@ def test_the_server_loads_the_examples_at_start_up(
         "embedded": {"mode": "never"},
         "memory": {"enabled": False, "embedder": "sentence-transformers"},
         "logging": {"level": "WARNING", "decision_log": {"enabled": False}},
+        "routing": {"classifier": {"learned": False}},  # the example vote's path
     }
     directory = write_config(tmp_path / "config", server)
     shutil.copy(REPO / "config" / "task_examples.yaml", directory)
