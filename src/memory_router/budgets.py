@@ -8,11 +8,9 @@ start-up and plans no evictions of its own there (Ollama still evicts as it must
 
 from __future__ import annotations
 
-import ipaddress
-from urllib.parse import urlsplit
-
 import structlog
 
+from .addresses import is_loopback_url
 from .routing.residency import Budget
 from .settings import Settings
 
@@ -22,17 +20,6 @@ log = structlog.get_logger("memory_router.service")
 
 UNKNOWN_BYTES = 1 << 50
 """Stands in for the memory of a remote host nobody stated: the router evicts nothing."""
-
-
-def is_loopback_url(url: str) -> bool:
-    """Whether ``url``'s host is this machine (127.0.0.0/8, ::1, localhost, 0.0.0.0)."""
-    host = (urlsplit(url).hostname or "").lower()
-    if host in ("localhost", "0.0.0.0", "::") or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def main_budget(settings: Settings, notes: list[str]) -> Budget:
