@@ -1,19 +1,17 @@
-"""The interface every backend implements, and the calls it receives.
+"""The interface every backend implements.
 
-A call is what the router decided to run: a concrete model id on that backend, the
-conversation in OpenAI shape, sampling options, and the residency knobs (``num_ctx``,
-``keep_alive``). A backend translates it to its native wire format and yields neutral events.
+A backend receives calls (``memory_router.calls``), translates each to its native wire format
+and yields neutral events (``memory_router.events``).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Protocol
 
+from ..calls import ChatCall, CompletionCall, Sampling
 from ..events import Event
-from ..settings import KeepAlive
-from ..wire.openai import ChatMessage, Tool
 
 __all__ = [
     "Backend",
@@ -24,50 +22,6 @@ __all__ = [
     "LoadedModel",
     "Sampling",
 ]
-
-
-@dataclass(slots=True, frozen=True)
-class Sampling:
-    max_tokens: int | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    stop: list[str] | None = None
-    seed: int | None = None
-    frequency_penalty: float | None = None
-    presence_penalty: float | None = None
-
-
-@dataclass(slots=True)
-class ChatCall:
-    """One chat generation, ready for a backend."""
-
-    model: str
-    messages: list[ChatMessage]
-    stream: bool = True
-    sampling: Sampling = field(default_factory=Sampling)
-    tools: list[Tool] | None = None
-    tool_choice: str | dict[str, Any] | None = None
-    parallel_tool_calls: bool | None = None
-    response_format: dict[str, Any] | None = None
-    think: bool | str | None = None
-    num_ctx: int | None = None
-    keep_alive: KeepAlive | None = None
-    num_gpu: int | None = None
-    """Layers Ollama puts on the GPU; 0 runs the model on the CPU alone (None: Ollama picks)."""
-
-
-@dataclass(slots=True)
-class CompletionCall:
-    """One raw-prompt completion, ready for a backend."""
-
-    model: str
-    prompt: str
-    stream: bool = True
-    sampling: Sampling = field(default_factory=Sampling)
-    num_ctx: int | None = None
-    keep_alive: KeepAlive | None = None
-    suffix: str | None = None
-    """Text after the cursor: fill in the middle."""
 
 
 @dataclass(slots=True, frozen=True)

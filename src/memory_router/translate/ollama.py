@@ -12,7 +12,7 @@ import json
 import secrets
 from typing import Any
 
-from ..backends.base import ChatCall, CompletionCall, Sampling
+from ..calls import ChatCall, CompletionCall, Sampling
 from ..errors import (
     BackendError,
     InvalidRequest,

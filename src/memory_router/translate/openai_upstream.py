@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..backends.base import ChatCall, CompletionCall, Sampling
+from ..calls import ChatCall, CompletionCall, Sampling
 from ..errors import (
     BackendError,
     ContextLengthExceeded,
