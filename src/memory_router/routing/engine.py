@@ -206,14 +206,18 @@ class RoutingEngine:
         return classify(signals, None, self.settings.classifier.min_similarity)
 
     def probabilities(
-        self, request: ChatCompletionRequest, signals: RequestSignals
+        self,
+        request: ChatCompletionRequest,
+        signals: RequestSignals,
+        ruled: Classification | None = None,
     ) -> dict[TaskClass, float] | None:
-        """The learned classifier's class probabilities for a request, if it is on."""
+        """The learned classifier's class probabilities for a request, if it is on
+        (``ruled``: the rules' reading, ``cheap(signals)``, when the caller has it)."""
         if self.learned is None:
             return None
         text = words_of(request, signals)
         vector = self.examples.vector(text) if self.examples is not None else None
-        return self.learned.probabilities(text, vector, structure(request, signals))
+        return self.learned.probabilities(text, vector, structure(request, signals, ruled))
 
     def unsure(self, request: ChatCompletionRequest, signals: RequestSignals) -> bool:
         """Whether a vote (the LLM classifier's) could change this request's class."""
@@ -222,7 +226,7 @@ class RoutingEngine:
             return not first.decisive
         if first.via == "rules" or not signals.human_text:
             return False
-        probabilities = self.probabilities(request, signals)
+        probabilities = self.probabilities(request, signals, first)
         assert probabilities is not None
         return max(probabilities.values()) < self.settings.classifier.confident
 
@@ -239,7 +243,7 @@ class RoutingEngine:
         if not signals.human_text:  # no words to read: what the conversation is doing
             return first
         if request is not None and self.learned is not None:
-            probabilities = self.probabilities(request, signals)
+            probabilities = self.probabilities(request, signals, first)
             assert probabilities is not None
             vote, note = self._vote(signals.human_text) if signals.human_text else (None, None)
             found = classify_learned(

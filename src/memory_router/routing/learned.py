@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..settings import TaskClass
 from ..wire.openai import ChatCompletionRequest
-from .classify import classify
+from .classify import Classification, classify
 from .signals import EDIT_TOOLS, LOOK_TOOLS, RequestSignals
 
 if TYPE_CHECKING:
@@ -109,8 +109,11 @@ def words_of(request: ChatCompletionRequest, signals: RequestSignals) -> str:
     return "\n".join(part for part in parts if part).strip()
 
 
-def structure(request: ChatCompletionRequest, signals: RequestSignals) -> list[float]:
-    """The structure features of ``STRUCTURE``, as 0/1 values."""
+def structure(
+    request: ChatCompletionRequest, signals: RequestSignals, ruled: Classification | None = None
+) -> list[float]:
+    """The structure features of ``STRUCTURE``, as 0/1 values. ``ruled``: what the rules make
+    of the request (``classify(signals)``), when the caller has it already."""
     on: set[str] = {f"client:{signals.tool_style if signals.tool_style != 'none' else 'plain'}"}
     if signals.memory.mode == "plan":
         on.add("mode:plan")
@@ -150,7 +153,7 @@ def structure(request: ChatCompletionRequest, signals: RequestSignals) -> list[f
         on.add("no_words")
     # What the hand-written rules make of it (no embedding vote): evidence the model weighs
     # by how well it held on words it was not written for, never a verdict.
-    ruled = classify(signals)
+    ruled = ruled or classify(signals)
     on.update((f"rules:{ruled.task}", f"via:{ruled.via}"))
     flags: tuple[tuple[bool, str], ...] = (
         (signals.housekeeping, "words:housekeeping"),

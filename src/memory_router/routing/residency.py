@@ -134,14 +134,7 @@ def plan(
         return LoadPlan(profile.model, num_ctx, loads=False, footprint=current.size)
     need = profile.footprint(num_ctx)
     if need > snapshot.budget.total:
-        return LoadPlan(
-            profile.model,
-            num_ctx,
-            loads=True,
-            fits=False,
-            footprint=need,
-            notes=(f"needs {need / 1e9:.1f} GB, the host has {snapshot.budget.total / 1e9:.1f}",),
-        )
+        return _refused(profile, num_ctx, need, f"the host has {snapshot.budget.total / 1e9:.1f}")
     # A pinned model (keep_alive -1) stays: the user asked for it to be kept.
     pinned = [r for r in snapshot.resident if r.model != profile.model and r.pinned]
     others = [r for r in snapshot.resident if r.model != profile.model and not r.pinned]
@@ -152,15 +145,7 @@ def plan(
     while not _fits(snapshot, [*pinned, *others], need):
         if not others:
             kept = tuple(r.model for r in pinned)
-            return LoadPlan(
-                profile.model,
-                num_ctx,
-                loads=True,
-                fits=False,
-                footprint=need,
-                blocked_by=kept,
-                notes=(f"needs {need / 1e9:.1f} GB beside pinned {', '.join(kept)}",),
-            )
+            return _refused(profile, num_ctx, need, f"beside pinned {', '.join(kept)}", kept)
         evicts.append(others.pop(0))
     others = [*pinned, *others]
     # Keep any victim whose going turned out not to be needed (a cheap one taken first that
@@ -179,6 +164,17 @@ def plan(
         + ((profile.model,) if current is not None and current.in_flight > 0 else ()),
         footprint=need,
     )
+
+
+def _refused(
+    profile: Profile, num_ctx: int, need: int, why: str, pinned: tuple[str, ...] = ()
+) -> LoadPlan:
+    """The plan of a model that cannot load at ``num_ctx`` on the host."""
+    note = f"needs {need / 1e9:.1f} GB, {why}"
+    return LoadPlan(
+        profile.model, num_ctx, loads=True, fits=False, footprint=need, blocked_by=pinned,
+        notes=(note,),
+    )  # fmt: skip
 
 
 def _fits(snapshot: Snapshot, staying: Sequence[Resident], need: int) -> bool:
