@@ -184,6 +184,26 @@ def latency(examples: ExampleIndex | None, turns: int, tokens: int) -> dict[str,
     }  # fmt: skip
 
 
+def load_cost() -> dict[str, float]:
+    """What loading the learned classifier's weights costs at start-up (numpy loaded already,
+    as the embedder has it)."""
+    import psutil
+
+    from memory_router.routing.learned import LearnedModel, default_weights
+
+    process = psutil.Process()
+    before = process.memory_info().rss
+    started = time.perf_counter()
+    model = LearnedModel.load(default_weights())
+    took = time.perf_counter() - started
+    arrays = sum(a.nbytes for a in (model.ngram, model.embed, model.struct, model.bias))
+    return {
+        "load_ms": took * 1000,
+        "array_mib": arrays / 2**20,
+        "rss_mib": (process.memory_info().rss - before) / 2**20,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--turns", type=int, default=200, help="decisions timed per scenario")
@@ -198,11 +218,17 @@ def main() -> None:
     started = time.perf_counter()
     examples = ExampleIndex(settings.task_examples, embedder.embed_documents)
     print(f"example index: {len(examples)} examples in {time.perf_counter() - started:.1f} s")
+    learned_cost = load_cost()
+    print(
+        f"learned classifier: weights loaded in {learned_cost['load_ms']:.1f} ms, "
+        f"{learned_cost['array_mib']:.2f} MiB of arrays, resident memory "
+        f"+{learned_cost['rss_mib']:.1f} MiB"
+    )
 
     from tests.routing_eval.holdout import load_holdout
     from tests.routing_eval.holdout2 import load_holdout2
 
-    results: dict[str, Any] = {}
+    results: dict[str, Any] = {"learned_classifier_load": learned_cost}
     sets = {
         "development set": load_cases(),
         "first held-out set": load_holdout(),
