@@ -8,9 +8,11 @@ RouterError                      500 server_error        (our own bugs end up he
  ├── AuthenticationFailed        401 authentication_error / invalid_api_key
  ├── WorkspaceNotAllowed         403 permission_error / workspace_not_allowed
  ├── ModelNotFound               404 invalid_request_error / model_not_found
+ │    └── ModelNotPulled         404 (its host lacks it: another host may have it)
  ├── MemoryDisabled              404 invalid_request_error / memory_disabled
  ├── PayloadTooLarge             413 invalid_request_error / payload_too_large
  ├── RateLimited                 429 rate_limit_error (carries Retry-After)
+ │    └── BackendBusy            429 (the model server's queue is full: retried, then 429)
  ├── ClientGone                  499 client_gone / client_gone (nobody reads the answer)
  └── BackendError                502 upstream_error
       ├── BackendUnavailable     503 service_unavailable (carries Retry-After)
@@ -28,6 +30,7 @@ from typing import Any
 
 __all__ = [
     "AuthenticationFailed",
+    "BackendBusy",
     "BackendError",
     "BackendTimeout",
     "BackendUnavailable",
@@ -38,6 +41,7 @@ __all__ = [
     "MemoryDisabled",
     "ModelNotCapable",
     "ModelNotFound",
+    "ModelNotPulled",
     "PayloadTooLarge",
     "RateLimited",
     "RouterError",
@@ -133,6 +137,10 @@ class ModelNotFound(RouterError):
     code = "model_not_found"
 
 
+class ModelNotPulled(ModelNotFound):
+    """The model is configured but its host does not have it: another host may."""
+
+
 class MemoryDisabled(RouterError):
     """A memory endpoint was asked for while ``memory.enabled`` is false."""
 
@@ -160,6 +168,10 @@ class RateLimited(RouterError):
     status = 429
     type = "rate_limit_error"
     code = "rate_limit_exceeded"
+
+
+class BackendBusy(RateLimited):
+    """The model server's own queue is full (Ollama's 503): another host may take it."""
 
 
 class BackendError(RouterError):

@@ -14,10 +14,10 @@ from typing import Any
 
 from ..calls import ChatCall, CompletionCall, Sampling
 from ..errors import (
+    BackendBusy,
     BackendError,
     InvalidRequest,
-    ModelNotFound,
-    RateLimited,
+    ModelNotPulled,
     RouterError,
 )
 from ..events import Event, Finish, ReasoningDelta, TextDelta, ToolCallDelta, Usage
@@ -266,7 +266,7 @@ class ChatDecoder:
 def error_for_status(status: int, message: str, model: str | None) -> RouterError:
     """Map an Ollama error reply to the router's error tree, with advice for the user."""
     if status == 404 and model and "not found" in message:
-        return ModelNotFound(
+        return ModelNotPulled(
             f"model {model!r} is not pulled into Ollama: run `ollama pull {model}`",
             param="model",
         )
@@ -274,7 +274,7 @@ def error_for_status(status: int, message: str, model: str | None) -> RouterErro
         return InvalidRequest(f"Ollama rejected the request: {message}")
     if status == 503:
         # Ollama's queue is full (OLLAMA_MAX_QUEUE). Cline retries only on 429.
-        return RateLimited(f"Ollama is busy: {message}", retry_after=2)
+        return BackendBusy(f"Ollama is busy: {message}", retry_after=2)
     if status == 499:
         return BackendError("Ollama reports the request was cancelled")
     if status >= 500:
