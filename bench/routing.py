@@ -43,12 +43,13 @@ sys.path.insert(0, str(REPO))
 from tests.ollama_emulator import reference_profile  # noqa: E402
 from tests.routing_eval import load_cases, long_cline_request, request_tokens  # noqa: E402
 
+from memory_router.domain import TASK_CLASSES  # noqa: E402
 from memory_router.routing.engine import ExampleIndex, RoutingEngine  # noqa: E402
 from memory_router.routing.llm_vote import vote_key  # noqa: E402
 from memory_router.routing.policy import View  # noqa: E402
 from memory_router.routing.residency import Budget, Profile, Resident, Snapshot  # noqa: E402
 from memory_router.routing.signals import read_signals  # noqa: E402
-from memory_router.settings import TASK_CLASSES, load_settings  # noqa: E402
+from memory_router.settings import load_settings  # noqa: E402
 from memory_router.wire.openai import ChatCompletionRequest, parse_request  # noqa: E402
 
 GIB = 1024**3

@@ -29,9 +29,10 @@ from tests.routing_eval.corpus import load_corpus  # noqa: E402
 from tests.routing_eval.holdout import load_holdout  # noqa: E402
 from tests.routing_eval.holdout2 import languages, load_holdout2  # noqa: E402
 
+from memory_router.domain import TASK_CLASSES  # noqa: E402
 from memory_router.routing.engine import ExampleIndex, RoutingEngine  # noqa: E402
 from memory_router.routing.policy import View  # noqa: E402
-from memory_router.settings import TASK_CLASSES, ModelSpec, load_settings  # noqa: E402
+from memory_router.settings import ModelSpec, load_settings  # noqa: E402
 from memory_router.wire.openai import ChatCompletionRequest, parse_request  # noqa: E402
 
 Item = tuple[str, str, str, dict[str, Any]]  # id, label, language, body

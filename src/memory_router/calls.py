@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .settings import KeepAlive
+from .domain import KeepAlive
 from .wire.openai import ChatMessage, Tool
 
 __all__ = ["ChatCall", "CompletionCall", "Sampling"]

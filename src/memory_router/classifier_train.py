@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .domain import TASK_CLASSES, TaskClass
 from .routing.learned import (
     EMBED_CHARS,
     EMBED_DIM,
@@ -30,7 +31,6 @@ from .routing.learned import (
     words_of,
 )
 from .routing.signals import read_signals
-from .settings import TASK_CLASSES, TaskClass
 from .wire.openai import ChatCompletionRequest
 
 if TYPE_CHECKING:

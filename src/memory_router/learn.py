@@ -21,8 +21,8 @@ from typing import Any
 
 import orjson
 
+from .domain import TASK_CLASSES, TaskClass
 from .locations import USER_CLASSIFIER, USER_TASK_EXAMPLES
-from .settings import TASK_CLASSES, TaskClass
 
 __all__ = [
     "LEARNED_EXAMPLES",

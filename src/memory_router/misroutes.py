@@ -36,7 +36,7 @@ from difflib import SequenceMatcher
 from itertools import pairwise
 from typing import Any
 
-from .settings import TASK_CLASSES, TaskClass
+from .domain import TASK_CLASSES, TaskClass
 
 __all__ = [
     "KINDS",

@@ -22,6 +22,7 @@ from .backends.base import Backend, BackendStatus, ChatCall, CompletionCall, Sam
 from .budgets import host_budgets
 from .classifier import LlmClassifier
 from .decision_log import DecisionLog
+from .domain import TASK_CLASSES, TaskClass
 from .errors import (
     BackendUnavailable,
     ContextLengthExceeded,
@@ -38,7 +39,7 @@ from .routing.policy import View, need_param, what_needs
 from .routing.replies import ReplyWatch
 from .routing.residency import Budget
 from .routing.signals import RequestSignals
-from .settings import TASK_CLASSES, ModelSpec, Settings, TaskClass
+from .settings import ModelSpec, Settings
 from .wire.openai import ChatCompletionRequest, CompletionRequest
 
 __all__ = ["Readiness", "RouterService"]

@@ -18,6 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from .addresses import normalize_ollama_url
+from .domain import TASK_CLASSES, Capability, KeepAlive, TaskClass
 from .errors import ConfigError
 from .locations import (
     USER_CLASSIFIER,
@@ -28,7 +29,6 @@ from .locations import (
 )
 
 __all__ = [
-    "Capability",
     "EmbeddedSettings",
     "LoggingSettings",
     "MemorySettings",
@@ -40,18 +40,11 @@ __all__ = [
     "ServerConfig",
     "ServerSettings",
     "Settings",
-    "TaskClass",
     "load_settings",
     "normalize_ollama_url",
 ]
 
-TaskClass = Literal["memory", "implement", "analyze", "chat", "meta"]
-TASK_CLASSES: tuple[TaskClass, ...] = ("memory", "implement", "analyze", "chat", "meta")
 _DURATION = re.compile(r"^-?(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$")
-KeepAlive = str | int | float
-Capability = Literal[
-    "completion", "tools", "insert", "vision", "thinking", "embedding", "audio", "image"
-]
 
 
 class _Strict(BaseModel):

@@ -8,12 +8,13 @@ from typing import Any
 
 import pytest
 
+from memory_router.domain import TaskClass
 from memory_router.routing.classify import classify
 from memory_router.routing.decision import Decision
 from memory_router.routing.engine import ACTIVE_WINDOW, RoutingEngine
 from memory_router.routing.policy import Claim, View, choose, passthrough
 from memory_router.routing.signals import read_signals
-from memory_router.settings import ModelSpec, RoutingSettings, TaskClass, load_settings
+from memory_router.settings import ModelSpec, RoutingSettings, load_settings
 from memory_router.wire.openai import ChatCompletionRequest
 
 REPO = Path(__file__).resolve().parents[2]

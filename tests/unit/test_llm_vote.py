@@ -6,10 +6,11 @@ from typing import Any
 
 import pytest
 
+from memory_router.domain import TaskClass
 from memory_router.routing.engine import RoutingEngine
 from memory_router.routing.llm_vote import VOTE_CHARS, parse_vote, vote_key, vote_messages
 from memory_router.routing.signals import read_signals
-from memory_router.settings import RoutingSettings, TaskClass
+from memory_router.settings import RoutingSettings
 from memory_router.wire.openai import ChatCompletionRequest
 from tests.unit.test_classify import CATALOG, native_call, request, user
 

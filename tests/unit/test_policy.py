@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from memory_router.domain import TaskClass
 from memory_router.errors import ContextLengthExceeded
 from memory_router.routing.decision import Decision
 from memory_router.routing.policy import (
@@ -19,7 +20,7 @@ from memory_router.routing.policy import (
     ladder_for,
 )
 from memory_router.routing.residency import Budget, LoadPlan, Profile, Resident, Snapshot, plan
-from memory_router.settings import ModelSpec, RoutingSettings, TaskClass, load_settings
+from memory_router.settings import ModelSpec, RoutingSettings, load_settings
 from tests.ollama_emulator import reference_profile
 
 REPO = Path(__file__).resolve().parents[2]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..settings import TASK_CLASSES, ModelSpec, Settings
+from ..domain import TASK_CLASSES
+from ..settings import ModelSpec, Settings
 from .base import Backend
 from .embedded import EMBEDDED_MODEL, EmbeddedBackend
 from .ollama import OllamaBackend

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import NamedTuple, TypeGuard
 
-from ..settings import TaskClass
+from ..domain import TaskClass
 from .bank_calls import WRITE_TOOLS
 from .signals import RequestSignals, word_scores
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..settings import KeepAlive, TaskClass
+from ..domain import KeepAlive, TaskClass
 
 __all__ = ["Candidate", "Decision"]
 

@@ -17,8 +17,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from ..domain import TASK_CLASSES, TaskClass
 from ..misroutes import corrects, words_hash
-from ..settings import TASK_CLASSES, ModelSpec, RoutingSettings, TaskClass
+from ..settings import ModelSpec, RoutingSettings
 from ..wire.openai import ChatCompletionRequest
 from .classify import Classification, Vote, classify, classify_learned
 from .context import ContextEstimator

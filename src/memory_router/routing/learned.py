@@ -31,7 +31,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..settings import TaskClass
+from ..domain import TaskClass
 from ..wire.openai import ChatCompletionRequest
 from .classify import Classification, classify
 from .signals import EDIT_TOOLS, LOOK_TOOLS, RequestSignals

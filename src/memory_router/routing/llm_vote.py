@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from ..settings import TaskClass
+from ..domain import TaskClass
 
 __all__ = ["VOTE_CHARS", "parse_vote", "vote_key", "vote_messages"]
 

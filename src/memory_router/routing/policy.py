@@ -36,8 +36,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ..domain import TaskClass
 from ..errors import ContextLengthExceeded, ModelNotCapable
-from ..settings import ModelSpec, RoutingSettings, TaskClass
+from ..settings import ModelSpec, RoutingSettings
 from .decision import Candidate, Decision
 from .residency import Budget, LoadPlan, Profile, Snapshot, plan, room_after
 
