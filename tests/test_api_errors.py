@@ -177,11 +177,14 @@ def test_backend_timeout_is_504(
 def test_ollama_busy_becomes_429_that_cline_retries(
     emulator: OllamaEmulator, http: httpx.Client
 ) -> None:
-    emulator.enqueue(
-        Script(
-            status=503, error="server busy, please try again.  maximum pending requests exceeded"
+    # Busy on the first try and on each of the router's retries (routing.failover.retries).
+    for _ in range(3):
+        emulator.enqueue(
+            Script(
+                status=503,
+                error="server busy, please try again.  maximum pending requests exceeded",
+            )
         )
-    )
     response = http.post("/v1/chat/completions", json=HELLO)
     assert response.status_code == 429
     assert int(response.headers["retry-after"]) >= 1

@@ -74,7 +74,8 @@ def test_non_streamed_through_an_openai_upstream(front: RouterThread) -> None:
 
 
 def test_upstream_errors_keep_their_meaning(emulator: OllamaEmulator, front: RouterThread) -> None:
-    emulator.enqueue(Script(status=503, error="server busy, please try again."))
+    for _ in range(3):  # busy on the first try and on each retry (routing.failover.retries)
+        emulator.enqueue(Script(status=503, error="server busy, please try again."))
     busy = httpx.post(
         front.base_url + "/v1/chat/completions",
         json={"model": "qwen2.5-coder:32b", "messages": [{"role": "user", "content": "hi"}]},

@@ -80,7 +80,8 @@ def test_review_export_learn_and_the_next_start(
     router = make_router(
         emulator.base_url,
         logging={"log_prompts": True},
-        routing={"classifier": {"learned": False}},
+        # An error must reach the log as one: no retry or fallback turns it into an answer.
+        routing={"classifier": {"learned": False}, "failover": {"retries": 0, "fallback": False}},
     )
     dates = Task(router)  # a repeat right after the answer, then a correction
     assert routed_to(dates.say("a1", "write a function that parses ISO dates")) == CODER

@@ -63,6 +63,14 @@ class Metrics:
         self.errors = Counter(
             f"{_PREFIX}_errors", "Error responses by HTTP status", ["status"], registry=r
         )
+        self.retries = Counter(
+            f"{_PREFIX}_retries", "Retries before the answer's first event, by model and host",
+            ["model", "backend"], registry=r,
+        )  # fmt: skip
+        self.fallbacks = Counter(
+            f"{_PREFIX}_fallbacks", "Requests answered by the next choice after a failure",
+            ["failed", "answered"], registry=r,
+        )  # fmt: skip
         r.register(_Live(lambda: service))
         self._children: dict[tuple[str, str, str], tuple[Any, Any, Any, Any]] = {}
 
@@ -96,6 +104,12 @@ class Metrics:
         load_ns = finish.stats.get("load_duration")
         if decision.loads and isinstance(load_ns, int | float):
             self.load_seconds.labels(model).inc(load_ns / 1e9)
+
+    def retried(self, model: str, backend: str) -> None:
+        self.retries.labels(model, backend).inc()
+
+    def fell_back(self, failed: str, answered: str) -> None:
+        self.fallbacks.labels(failed, answered).inc()
 
     def error(self, status: int) -> None:
         self.errors.labels(str(status)).inc()
@@ -139,7 +153,20 @@ class _Live:
             f"{_PREFIX}_embedded_fallback", "1 while the embedded demo model stands in for Ollama"
         )
         fallback.add_metric([], 1 if service.embedded_fallback else 0)
-        yield from (in_flight, resident, fallback)
+        cooling = GaugeMetricFamily(
+            f"{_PREFIX}_cooling_down",
+            "1 while a host (or host/model) is skipped after failures in a row",
+            labels=["key"],
+        )
+        failures = GaugeMetricFamily(
+            f"{_PREFIX}_failures_in_a_row",
+            "Failures in a row, by host or host/model",
+            labels=["key"],
+        )
+        for key, state in sorted(service.health.snapshot().items()):
+            cooling.add_metric([key], 1 if state["cooling"] else 0)
+            failures.add_metric([key], state["failures"])
+        yield from (in_flight, resident, fallback, cooling, failures)
         if service.classifier is not None:
             asked = CounterMetricFamily(
                 f"{_PREFIX}_llm_classifier_requests",

@@ -212,7 +212,11 @@ def _class(value: Any) -> TaskClass | None:
 def _next_words(before: Mapping[str, Any], after: Mapping[str, Any]) -> Reason | None:
     """Why ``after`` (the next request of ``before``'s task) says ``before`` went wrong."""
     a, b = _signals(before), _signals(after)
-    if before.get("outcome") != "ok" or b.get("in_tool_loop") or not b.get("words", 1):
+    if (
+        before.get("outcome") not in ("ok", "fallback")
+        or b.get("in_tool_loop")
+        or not b.get("words", 1)
+    ):
         return None  # a retry after an error, or the agent's own loop: not the user
     earlier, later = a.get("messages"), b.get("messages")
     if isinstance(earlier, int) and isinstance(later, int) and later <= earlier:

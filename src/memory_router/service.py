@@ -10,9 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
-from contextlib import aclosing
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import structlog
@@ -30,16 +29,18 @@ from .errors import (
     ModelNotFound,
     RouterError,
 )
-from .events import Event, Finish
+from .events import Finish
+from .health import Health
 from .metrics import Metrics
+from .pipeline import Run
 from .residency import ResidencyMonitor, declared_capabilities
 from .routing.decision import Decision
 from .routing.engine import RoutingEngine
 from .routing.policy import View, need_param, what_needs
-from .routing.replies import ReplyWatch
 from .routing.residency import Budget
 from .routing.signals import RequestSignals
 from .settings import ModelSpec, Settings
+from .translate.toolcheck import ToolCheck
 from .wire.openai import ChatCompletionRequest, CompletionRequest
 
 __all__ = ["Readiness", "RouterService"]
@@ -109,6 +110,8 @@ class RouterService:
         self.metrics = Metrics(self)
         self.classifier: LlmClassifier | None = None
         """The optional LLM classifier; ``start`` sets it up when one is configured."""
+        self.health = Health(settings.config.routing.failover)
+        """Failures in a row per host and model, and their cooldowns (``health.py``)."""
         self._examples_ready = asyncio.Event()
         self._examples_ready.set()  # until ``examples_pending``: nothing to wait for
 
@@ -300,9 +303,22 @@ class RouterService:
         )
 
     def view(self) -> View:
-        if self.monitor is not None:
-            return self.monitor.view()
-        return View(capabilities=self.capabilities())
+        view = self.monitor.view() if self.monitor is not None else None
+        if view is None:
+            view = View(capabilities=self.capabilities())
+        if not self.health.has_failures():
+            return view
+        for host in self.health.due_probes():
+            self._spawn(self._probe(host))
+        return replace(view, avoid=self.health.avoid())
+
+    async def _probe(self, host: str) -> None:
+        """A cooled-down host, its time up: one cheap status call before it takes work."""
+        backend = self.backends.get(host)
+        status = await backend.status() if backend is not None else None
+        answers = status is not None and status.answers
+        self.health.probed(host, answers, status.detail if status is not None else "gone")
+        log.info("probe", host=host, answers=answers)
 
     def capabilities(self) -> Mapping[str, frozenset[str]]:
         """What each model takes, where known: learned from Ollama once it has been read."""
@@ -386,7 +402,52 @@ class RouterService:
 
     # -- running --------------------------------------------------------------------------
 
-    def _backend(self, decision: Decision) -> Backend:
+    async def open_chat(self, request: ChatCompletionRequest) -> Run:
+        """Decide a chat request and open its run (no model is called until it is read)."""
+        signals = None
+        if request.model == self.virtual_model:
+            await self.routing_ready()
+            if self.classifier is not None:
+                signals = await self.classifier.prepare(request)
+        decision = self.decide_chat(request, signals=signals)
+        limit = request.output_limit()
+
+        def call(decision: Decision) -> ChatCall:
+            spec = self.spec(decision.model)
+            return ChatCall(
+                model=decision.model,
+                messages=request.messages,
+                stream=request.stream,
+                sampling=_sampling(request, limit),
+                tools=request.tools,
+                tool_choice=request.tool_choice,
+                parallel_tool_calls=request.parallel_tool_calls,
+                response_format=request.response_format,
+                think=_think(request, spec),
+                num_ctx=decision.num_ctx,
+                keep_alive=decision.keep_alive,
+            )
+
+        return Run(self, decision, call, ToolCheck.for_request(request.tools))
+
+    def open_completion(self, request: CompletionRequest) -> Run:
+        """Decide a raw completion and open its run."""
+        decision = self.decide_completion(request)
+
+        def call(decision: Decision) -> CompletionCall:
+            return CompletionCall(
+                model=decision.model,
+                prompt=request.prompt_text(),
+                stream=request.stream,
+                sampling=_sampling(request, request.max_tokens),
+                num_ctx=decision.num_ctx,
+                keep_alive=decision.keep_alive,
+                suffix=request.suffix,
+            )
+
+        return Run(self, decision, call)
+
+    def backend(self, decision: Decision) -> Backend:
         backend = self.backends.get(decision.backend)
         if backend is None:
             raise BackendUnavailable(
@@ -395,122 +456,41 @@ class RouterService:
             )
         return backend
 
-    def chat(
-        self, request: ChatCompletionRequest, decision: Decision
-    ) -> AsyncGenerator[Event, None]:
-        """Run a chat request as decided; yields neutral events."""
-        spec = self.spec(decision.model)
-        call = ChatCall(
-            model=decision.model,
-            messages=request.messages,
-            stream=request.stream,
-            sampling=_sampling(request, request.output_limit()),
-            tools=request.tools,
-            tool_choice=request.tool_choice,
-            parallel_tool_calls=request.parallel_tool_calls,
-            response_format=request.response_format,
-            think=_think(request, spec),
-            num_ctx=decision.num_ctx,
-            keep_alive=decision.keep_alive,
-        )
-        return self._run(self._backend(decision).chat(call), decision)
+    def fallback(self, decision: Decision, failed: Mapping[str, str]) -> Decision | None:
+        """The next choice for a decision whose model failed before its first event."""
+        return self.engine.fallback(decision, self.view(), failed)
 
-    def complete(
-        self, request: CompletionRequest, decision: Decision
-    ) -> AsyncGenerator[Event, None]:
-        call = CompletionCall(
-            model=decision.model,
-            prompt=request.prompt_text(),
-            stream=request.stream,
-            sampling=_sampling(request, request.max_tokens),
-            num_ctx=decision.num_ctx,
-            keep_alive=decision.keep_alive,
-            suffix=request.suffix,
-        )
-        return self._run(self._backend(decision).complete(call), decision)
-
-    async def _run(
-        self, events: AsyncGenerator[Event, None], decision: Decision
-    ) -> AsyncGenerator[Event, None]:
-        """Admit, make room when the decision evicts, relay; learn from the finish, record."""
-        started = time.perf_counter()
-        finish: Finish | None = None
-        outcome = "client_gone"
-        admission = self.monitor.admit(decision) if self.monitor is not None else None
-        # A routed turn's answer: does it keep its session working (see ``contested``)?
-        watch = None
-        if decision.session is not None and decision.task not in (None, "meta"):
-            watch = ReplyWatch(decision.signals.get("tool_style") == "xml")
-        try:
-            if self.monitor is not None and decision.evicts:
-                await self.monitor.make_room(decision, admission)
-            elif admission is not None:
-                await admission.start()
-            async with aclosing(events) as stream:
-                async for event in stream:
-                    if isinstance(event, Finish):
-                        finish = event
-                        self._learn(decision, event)
-                    elif watch is not None:
-                        watch.see(event)
-                    yield event
-            outcome = "ok"
-        except RouterError as exc:
-            outcome = f"error:{exc.status}"
-            raise
-        finally:
-            if admission is not None:
-                admission.release()
-            if watch is not None and decision.session is not None:
-                # After an error the client retries. One that left has been stopped by its
-                # user, unless it already has a tool to run (a client may stop the stream there).
-                working = outcome.startswith("error") or watch.keeps_working()
-                answer = watch.answer_print() if outcome == "ok" else None
-                self.engine.replied(
-                    decision.session, working, record=decision.signals, answer=answer
-                )
-            # Once the answer is on its way: the record is not what the client waits for.
-            seconds = time.perf_counter() - started
-            self.after.add(self._record, decision, finish, outcome, seconds)
-
-    def _record(
-        self, decision: Decision, finish: Finish | None, outcome: str, seconds: float
-    ) -> None:
-        self.metrics.observe(decision, finish, outcome, seconds)
-        if self.decision_log is None:
-            return
-        usage = finish.usage if finish else None
-        load_ns = finish.stats.get("load_duration") if finish else None
-        self.decision_log.write(
-            {
-                "session": decision.session,
-                "routed": decision.routed,
-                "class": decision.task,
-                "signals": decision.signals,
-                # orjson writes dataclasses itself: ~9x faster than asdict() per record.
-                "candidates": list(decision.candidates),
-                "model": decision.model,
-                "num_ctx": decision.num_ctx,
-                "reasons": list(decision.reasons),
-                "caused_load": decision.loads,
-                "evicted": list(decision.evicts),
-                "load_s": round(load_ns / 1e9, 3) if isinstance(load_ns, int | float) else None,
-                "prompt_tokens": usage.prompt_tokens if usage else None,
-                "completion_tokens": usage.completion_tokens if usage else None,
-                "needed_tokens": decision.needed_tokens,
-                "latency_ms": round(seconds * 1000, 1),
-                "outcome": outcome,
-            }
-        )
-
-    def _learn(self, decision: Decision, finish: Finish) -> None:
+    def learn(self, decision: Decision, finish: Finish) -> None:
+        """What an answer's end teaches: the load time, the model's token count."""
         if self.monitor is not None:
             self.monitor.learn_load(
                 decision.model, finish.stats.get("load_duration"), decision.loads
             )
-        estimated = decision.signals.get("prompt_tokens")
+        estimated = decision.prompt_tokens
         if isinstance(estimated, int) and finish.usage is not None:
             self.engine.tokens.observe(decision.model, estimated, finish.usage.prompt_tokens)
+
+    def record(self, run: Run, seconds: float) -> None:
+        """The request's one record: its log line, the metrics, the decision log."""
+        decision, finish = run.decision, run.finish
+        usage = finish.usage if finish else None
+        ms = round(seconds * 1000, 1)
+        log.info(
+            "request",
+            model=decision.model,
+            task=decision.task,
+            routed=decision.routed,
+            outcome=run.outcome,
+            fallback_from=run.decided.model if run.fallback is not None else None,
+            finish=finish.reason if finish else None,
+            prompt_tokens=usage.prompt_tokens if usage else None,
+            completion_tokens=usage.completion_tokens if usage else None,
+            load_ns=finish.stats.get("load_duration") if finish else None,
+            ms=ms,
+        )
+        self.metrics.observe(decision, finish, run.outcome, seconds)
+        if self.decision_log is not None:
+            self.decision_log.write({**run.record(), "latency_ms": ms})
 
     # -- status ---------------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ from .locations import (
 
 __all__ = [
     "EmbeddedSettings",
+    "FailoverSettings",
     "LoggingSettings",
     "MemorySettings",
     "ModelSpec",
@@ -191,6 +192,24 @@ class QueueSettings(_Strict):
     retry_after_s: int = Field(5, ge=1)
 
 
+class FailoverSettings(_Strict):
+    """What happens when a model server fails before the answer's first event."""
+
+    retries: int = Field(2, ge=0)
+    """Further attempts on the same model and host (connection refused or reset, 502/503,
+    Ollama busy), with jittered exponential backoff from ``backoff_s``."""
+    backoff_s: float = Field(0.25, ge=0)
+    deadline_s: float = Field(30.0, gt=0)
+    """No retry or fallback starts later than this after the request arrived."""
+    fallback: bool = True
+    """Then the next candidate of the decision answers (response header x-router-fallback)."""
+    cooldown_after: int = Field(3, ge=1)
+    """Failures in a row after which a host (or a model on it) is skipped for a while."""
+    cooldown_s: float = Field(10.0, gt=0)
+    """The first cooldown; it doubles while the host keeps failing, up to cooldown_max_s."""
+    cooldown_max_s: float = Field(300.0, gt=0)
+
+
 class EscalationSettings(_Strict):
     """Where a request goes when no local model's context holds it. Off unless both are set."""
 
@@ -260,6 +279,7 @@ class RoutingSettings(_Strict):
     budget: BudgetSettings = BudgetSettings()
     queue: QueueSettings = QueueSettings()
     escalation: EscalationSettings = EscalationSettings()
+    failover: FailoverSettings = FailoverSettings()
     classifier: ClassifierSettings = ClassifierSettings()
 
     @field_validator("ctx_ladder")

@@ -10,7 +10,9 @@ import pytest
 import structlog
 
 from memory_router.after import AfterResponse
+from memory_router.calls import ChatCall
 from memory_router.decision_log import DecisionLog, read_records
+from memory_router.pipeline import Run
 from memory_router.routing.decision import Decision
 from memory_router.service import RouterService
 from memory_router.settings import DecisionLogSettings, load_settings
@@ -122,7 +124,9 @@ def test_closing_the_service_writes_the_records_still_queued(tmp_path: Path, rec
     async def main() -> int:
         service.after.delay_s = 60.0  # far beyond the test: only the close can write them
         for _ in range(records):
-            service.after.add(service._record, decision, None, "ok", 0.01)
+            run = Run(service, decision, lambda d: ChatCall(d.model, []))
+            run.outcome = "ok"
+            service.after.add(service.record, run, 0.01)
         queued = len(service.after)
         await service.aclose()
         return queued

@@ -11,9 +11,11 @@ from typing import Any
 from memory_router.backends.base import ChatCall
 from memory_router.errors import BackendUnavailable
 from memory_router.events import Event, Finish, TextDelta, ToolCallDelta
+from memory_router.pipeline import Run
+from memory_router.routing.decision import Decision
 from memory_router.routing.engine import session_keys
 from memory_router.service import RouterService
-from memory_router.settings import load_settings
+from memory_router.settings import FailoverSettings, load_settings
 from memory_router.wire.openai import ChatCompletionRequest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,6 +37,15 @@ class Answers:
             if isinstance(item, Exception):
                 raise item
             yield item
+
+
+def run_of(service: RouterService, request: ChatCompletionRequest, decision: Decision) -> Run:
+    """The request's run as decided; a failure reaches the caller (no retry, no fallback:
+    the backend here answers one scripted turn per call)."""
+    service.routing = service.routing.model_copy(
+        update={"failover": FailoverSettings(retries=0, fallback=False)}
+    )
+    return Run(service, decision, lambda d: ChatCall(d.model, request.messages, stream=True))
 
 
 def cline(workspace: str, task: str, *later: str) -> ChatCompletionRequest:
@@ -74,7 +85,8 @@ def test_the_answer_decides_whether_a_session_still_works_alongside() -> None:
         # One task: each of its requests opens as ``fix`` does.
         assert decision.session == session_keys(request)[0]
         assert session_keys(request)[1] == session_keys(fix)[0]
-        events = service.chat(request, decision)
+        run = run_of(service, request, decision)
+        events = run.events()
         try:
             seen = 0
             async for _ in events:
@@ -85,6 +97,7 @@ def test_the_answer_decides_whether_a_session_still_works_alongside() -> None:
             pass
         finally:
             await events.aclose()
+            run.close(gone=leave is not None)
 
     def claims() -> dict[str, Any]:
         return service.engine.contested("/src/b", "another")
@@ -120,9 +133,11 @@ def test_a_compaction_that_kept_an_answer_continues_the_session_that_got_it() ->
         edit = ToolCallDelta(index=0, id=call_id, name="editor", arguments="{}")
         backend.answers.append([edit, Finish("tool_calls")])
         decision = service.decide_chat(request)
-        async with aclosing(service.chat(request, decision)) as events:
+        run = run_of(service, request, decision)
+        async with aclosing(run.events()) as events:
             async for _ in events:
                 pass
+        run.close()
         return decision.session
 
     async def main() -> None:

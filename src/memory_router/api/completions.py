@@ -29,21 +29,14 @@ async def chat_completions(request: Request) -> Response:
     await check_api_key(request)
     service: RouterService = request.app.state.service
     chat = parse_request(ChatCompletionRequest, await read_json(request))
-    signals = None
-    if chat.model == service.virtual_model:
-        await service.routing_ready()
-    if service.classifier is not None and chat.model == service.virtual_model:
-        signals = await service.classifier.prepare(chat)
-    decision = service.decide_chat(chat, signals=signals)
-    request.app.state.memory.observe(decision.signals.get("workspace"))
+    run = await service.open_chat(chat)
+    request.app.state.memory.observe(run.decision.signals.get("workspace"))
     response_id = new_id("chatcmpl")
     return await relay(
         request,
-        service.chat(chat, decision),
-        decision,
+        run,
         stream=chat.stream,
-        after=service.after,
-        encoder=ChatStreamEncoder(response_id, decision.model, chat.include_usage),
+        encoder=lambda model: ChatStreamEncoder(response_id, model, chat.include_usage),
         collector=ChatCollector(),
         response_id=response_id,
         grace_s=service.routing.first_event_grace_s,
@@ -55,15 +48,13 @@ async def completions(request: Request) -> Response:
     await check_api_key(request)
     service: RouterService = request.app.state.service
     completion = parse_request(CompletionRequest, await read_json(request))
-    decision = service.decide_completion(completion)
+    run = service.open_completion(completion)
     response_id = new_id("cmpl")
     return await relay(
         request,
-        service.complete(completion, decision),
-        decision,
+        run,
         stream=completion.stream,
-        after=service.after,
-        encoder=CompletionStreamEncoder(response_id, decision.model, completion.include_usage),
+        encoder=lambda model: CompletionStreamEncoder(response_id, model, completion.include_usage),
         collector=CompletionCollector(),
         response_id=response_id,
         grace_s=service.routing.first_event_grace_s,

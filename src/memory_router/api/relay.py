@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import secrets
-import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from typing import Any, Protocol
 
@@ -14,18 +13,19 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .. import sse
-from ..after import AfterResponse
 from ..errors import RouterError
 from ..events import Event, Finish
-from ..routing.decision import Decision
+from ..pipeline import Run
 from .streaming import ClientGone, Primed, SSEResponse, prime, run_until_disconnect
 
-__all__ = ["decision_headers", "relay"]
+__all__ = ["new_id", "relay"]
 
 log = structlog.get_logger("memory_router.api")
 
 
 class StreamEncoder(Protocol):
+    model: str
+
     def start(self) -> bytes | None: ...
     def encode(self, event: Event) -> list[bytes]: ...
     def error(self, error: RouterError) -> list[bytes]: ...
@@ -45,81 +45,46 @@ class JSONBytes(Response):
         return orjson.dumps(content)
 
 
-def decision_headers(decision: Decision) -> dict[str, str]:
-    return {"x-router-model": decision.model, "x-router-reason": decision.reason_header()}
-
-
 def new_id(prefix: str) -> str:
     return f"{prefix}-{secrets.token_hex(12)}"
 
 
-def _log_done(
-    after: AfterResponse,
-    decision: Decision,
-    started: float,
-    finish: Finish | None,
-    outcome: str,
-) -> None:
-    """Log the request's line once the answer is on its way (timed up to now)."""
-    ms = round((time.perf_counter() - started) * 1000, 1)
-    after.add(_log_line, decision, ms, finish, outcome)
-
-
-def _log_line(decision: Decision, ms: float, finish: Finish | None, outcome: str) -> None:
-    usage = finish.usage if finish else None
-    log.info(
-        "request",
-        model=decision.model,
-        task=decision.task,
-        routed=decision.routed,
-        outcome=outcome,
-        finish=finish.reason if finish else None,
-        prompt_tokens=usage.prompt_tokens if usage else None,
-        completion_tokens=usage.completion_tokens if usage else None,
-        load_ns=finish.stats.get("load_duration") if finish else None,
-        ms=ms,
-    )
-
-
 async def relay(
     request: Request,
-    events: AsyncGenerator[Event, None],
-    decision: Decision,
+    run: Run,
     *,
     stream: bool,
-    after: AfterResponse,
-    encoder: StreamEncoder,
+    encoder: Callable[[str], StreamEncoder],
     collector: Collector,
     response_id: str,
     grace_s: float,
     keepalive_s: float,
 ) -> Response:
-    """Answer a request from its event stream.
+    """Answer a request from its run's events, and close the run (its record) once the
+    answer is done.
 
     A stream waits up to ``grace_s`` for its first event before the headers go out (errors
-    until then get a real status), then sends a keepalive comment every ``keepalive_s`` while
-    a model is still loading (``routing.first_event_grace_s`` and ``routing.keepalive_s``)."""
-    started = time.perf_counter()
-    headers = decision_headers(decision)
+    and fallbacks until then are told in the status and headers), then sends a keepalive
+    comment every ``keepalive_s`` while a model is still loading (``routing.first_event_grace_s``
+    and ``routing.keepalive_s``). ``encoder`` builds the stream's encoder for the model that
+    answers."""
     if not stream:
         try:
-            await run_until_disconnect(request, _collect(events, collector))
+            await run_until_disconnect(request, _collect(run.events(), collector))
         except ClientGone:
-            _log_done(after, decision, started, None, "client_gone")
+            run.close(gone=True)
             return Response(status_code=499)
-        _log_done(after, decision, started, collector.finish, "ok")
-        return JSONBytes(collector.response(response_id, decision.model), headers=headers)
-
-    primed = await prime(events, grace_s)
-    state: dict[str, Any] = {"finish": None, "outcome": "ok"}
-
-    def on_close(disconnected: bool) -> None:
-        if disconnected:
-            state["outcome"] = "client_gone"
-        _log_done(after, decision, started, state["finish"], state["outcome"])
-
-    body = _sse(primed, encoder, state, keepalive_s)
-    return SSEResponse(body, headers=headers, on_close=on_close)
+        finally:
+            run.close()  # after an error too: it is recorded, then rendered by the caller
+        answer = collector.response(response_id, run.decision.model)
+        return JSONBytes(answer, headers=run.headers())
+    try:
+        primed = await prime(run.events(), grace_s)
+    except BaseException:
+        run.close()
+        raise
+    body = _sse(primed, encoder, run, keepalive_s)
+    return SSEResponse(body, headers=run.headers(), on_close=lambda gone: run.close(gone))
 
 
 async def _collect(events: AsyncGenerator[Event, None], collector: Collector) -> None:
@@ -129,8 +94,9 @@ async def _collect(events: AsyncGenerator[Event, None], collector: Collector) ->
 
 
 async def _sse(
-    primed: Primed, encoder: StreamEncoder, state: dict[str, Any], keepalive_s: float
+    primed: Primed, encoder_for: Callable[[str], StreamEncoder], run: Run, keepalive_s: float
 ) -> AsyncGenerator[bytes, None]:
+    encoder = encoder_for(run.decision.model)
     try:
         first = encoder.start()
         if first is not None:
@@ -141,24 +107,22 @@ async def _sse(
             if first_event is None:
                 yield sse.comment("waiting for the model to load")
                 continue
-            if isinstance(first_event, Finish):
-                state["finish"] = first_event
+            if run.fallback is not None and run.decision.model != encoder.model:
+                # The headers named the model decided on; the answer comes from another.
+                yield sse.comment(f"fallback: {run.fallback}")
             for chunk in encoder.encode(first_event):
                 yield chunk
             async for event in primed.events:
-                if isinstance(event, Finish):
-                    state["finish"] = event
                 for chunk in encoder.encode(event):
                     yield chunk
     except RouterError as exc:
         # Headers are out: the failure travels as an error event, then the stream ends.
-        state["outcome"] = f"error:{exc.status}"
         log.warning("stream_failed", status=exc.status, error=exc.message)
         for chunk in encoder.error(exc):
             yield chunk
     except Exception:
         # Our own bug, after the headers: log it whole and tell the client plainly.
-        state["outcome"] = "error:500"
+        run.outcome = "error:500"
         log.exception("stream_crashed")
         for chunk in encoder.error(RouterError("internal error in the router: see its log")):
             yield chunk

@@ -52,6 +52,12 @@ class Decision:
     expected_load_s: float = 0.0
     needed_tokens: int | None = None
     """Prompt (corrected for the model) plus reserved output."""
+    prompt_tokens: int | None = None
+    """The prompt as estimated (cl100k), before any model's correction."""
+    output_tokens: int = 0
+    """The output the decision reserved room for."""
+    needs: frozenset[str] = frozenset()
+    """Capabilities the request needs (images, tools, a suffix)."""
     session: str | None = None
 
     def reason_header(self) -> str:
@@ -62,4 +68,6 @@ class Decision:
         return text if text.isprintable() else text.translate(_CONTROL_TO_SPACE)
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        out["needs"] = sorted(self.needs)
+        return out

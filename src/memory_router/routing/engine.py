@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ..domain import TASK_CLASSES, TaskClass
+from ..errors import RouterError
 from ..misroutes import corrects, words_hash
 from ..settings import ModelSpec, RoutingSettings
 from ..wire.openai import ChatCompletionRequest
@@ -422,8 +423,9 @@ class RoutingEngine:
         ratios = {spec.name: self.tokens.ratio(spec.name) for spec in self.catalog}
         # replace() would do the same at several times the cost, on every request.
         return View(
-            view.snapshots, view.profiles, view.idle_s, ratios, view.busy_s, view.capabilities
-        )
+            view.snapshots, view.profiles, view.idle_s, ratios, view.busy_s, view.capabilities,
+            view.avoid,
+        )  # fmt: skip
 
     def decide_completion(
         self, prompt: str, max_tokens: int | None, view: View, suffix: str | None = None
@@ -440,6 +442,31 @@ class RoutingEngine:
             needs=frozenset({"insert"}) if suffix else frozenset(),
         )  # fmt: skip
         return replace(decision, signals={"prompt_tokens": tokens})
+
+    def fallback(
+        self, decision: Decision, view: View, failed: Mapping[str, str]
+    ) -> Decision | None:
+        """The next choice for a request whose model could not answer: the policy's choice
+        among the models and hosts that have not failed it (``failed``: host or
+        ``host/model`` keys, with what went wrong). None when nothing else can serve it."""
+        if decision.prompt_tokens is None or decision.task is None:
+            return None  # a named model, or an escalation: nothing else was asked for
+        catalog = [
+            spec
+            for spec in self.catalog
+            if spec.backend not in failed and f"{spec.backend}/{spec.name}" not in failed
+        ]
+        if not catalog:
+            return None
+        why = [f"fallback: {key} failed ({reason})" for key, reason in failed.items()]
+        try:
+            return choose(
+                decision.task, decision.prompt_tokens, decision.output_tokens, catalog,
+                self._corrected(view), self.settings, why, session_key=decision.session,
+                signals=decision.signals, needs=decision.needs,
+            )  # fmt: skip
+        except RouterError:
+            return None  # no other model holds it, or takes what it needs
 
     def decide_direct(
         self, spec: ModelSpec, prompt_tokens: int, output_tokens: int, view: View,

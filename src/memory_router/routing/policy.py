@@ -84,6 +84,9 @@ class View:
     """Expected seconds until a busy model's requests in flight have finished."""
     capabilities: Mapping[str, frozenset[str]] = field(default_factory=dict)
     """What each model takes (``vision``, ``tools``...), where known; unknown: anything."""
+    avoid: Mapping[str, str] = field(default_factory=dict)
+    """Hosts, and ``host/model`` pairs, to skip while another choice exists (cooling down
+    after failures, or failed for this request already), each with the reason."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,11 +236,22 @@ def expected_fit(
 
 
 def _on_silent_hosts(options: list[_Option], view: View) -> list[_Option]:
-    """Options on an Ollama host that did not answer its last ``/api/ps``, when some other
-    option's host does: those are skipped. If every host is silent none is skipped, and the
-    request gets the backend's own 503 with Retry-After."""
-    silent = [o for o in options if not view.snapshots.get(o.spec.backend, _ANSWERS).known]
+    """Options on an Ollama host that did not answer its last ``/api/ps``, or that the view
+    says to avoid (cooling down), when some other option remains: those are skipped. If
+    every option is on such a host none is skipped, and the request gets the backend's own
+    error (a 503 with Retry-After when it is down)."""
+    avoid = view.avoid
+    silent = [
+        o
+        for o in options
+        if not view.snapshots.get(o.spec.backend, _ANSWERS).known
+        or (avoid and _avoided(o.spec, avoid) is not None)
+    ]
     return silent if len(silent) < len(options) else []
+
+
+def _avoided(spec: ModelSpec, avoid: Mapping[str, str]) -> str | None:
+    return avoid.get(spec.backend) or avoid.get(f"{spec.backend}/{spec.name}")
 
 
 def _sorted(names: frozenset[str]) -> tuple[str, ...]:
@@ -414,7 +428,12 @@ def choose(
             raise _not_capable(needs, rejected)
         raise _too_long(prompt_tokens + output_tokens, capable, refused, view)
     why = list(reasons)
-    why.extend(f"{o.spec.name} skipped: its host {o.spec.backend} does not answer" for o in down)
+    why.extend(
+        f"{o.spec.name} skipped: its host {o.spec.backend} does not answer"
+        if not view.snapshots.get(o.spec.backend, _ANSWERS).known
+        else f"{o.spec.name} skipped: {_avoided(o.spec, view.avoid)}"
+        for o in down
+    )
     evicting = {m for o in options if o.load for m in o.load.evicts} if contested else set()
     if residency and contested and (shared := sorted(contested.keys() & evicting)):
         why.append(
@@ -481,6 +500,9 @@ def choose(
         waits_for=load.waits_for if load else (),
         expected_load_s=round(chosen.load_s, 2),
         needed_tokens=chosen.needed,
+        prompt_tokens=prompt_tokens,
+        output_tokens=output_tokens,
+        needs=needs,
         session=session_key,
         signals={} if signals is None else signals,
     )
