@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from memory_router.backends.ollama import OllamaBackend
+from memory_router.domain import placement
 from memory_router.errors import RateLimited
 from memory_router.residency import ResidencyMonitor
 from memory_router.routing.decision import Decision
@@ -115,13 +116,13 @@ def test_admission_counts_and_limits(emulator: OllamaEmulator) -> None:
         with pytest.raises(RateLimited) as info:
             monitor.admit(decision)
         assert info.value.retry_after == 5
-        assert monitor.in_flight[CODER] == 2
+        assert monitor.in_flight[placement("ollama", CODER)] == 2
         first.release()
         first.release()  # once only
-        assert monitor.in_flight[CODER] == 1
+        assert monitor.in_flight[placement("ollama", CODER)] == 1
         monitor.admit(decision).release()
         second.release()
-        assert monitor.in_flight[CODER] == 0
+        assert monitor.in_flight[placement("ollama", CODER)] == 0
         assert monitor.view().idle_s[CODER] < 1.0
         await close(monitor)
 

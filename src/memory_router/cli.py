@@ -217,7 +217,7 @@ async def _doctor_rows(settings: Settings) -> list[tuple[str, bool, str]]:
                 present = {model.name for model in await ollama.list_models()}
                 wanted = [
                     (f"model {spec.name}", spec.name)
-                    for spec in settings.models.models
+                    for spec in settings.models.catalog()
                     if spec.backend == name
                 ]
                 llm = settings.config.routing.classifier.llm

@@ -17,13 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .domain import placement as model_key
 from .settings import FailoverSettings
 
 __all__ = ["Cooling", "Health", "model_key"]
-
-
-def model_key(host: str, model: str) -> str:
-    return f"{host}/{model}"
 
 
 @dataclass(slots=True)

@@ -144,7 +144,11 @@ class _Live:
             labels=["backend", "model", "num_ctx"],
         )
         if monitor is not None:
-            for model, count in sorted(monitor.in_flight.items()):
+            per_model: dict[str, int] = {}  # summed over a pool's hosts
+            for key, count in monitor.in_flight.items():
+                model = key.partition("/")[2]
+                per_model[model] = per_model.get(model, 0) + count
+            for model, count in sorted(per_model.items()):
                 in_flight.add_metric([model], count)
             for name, snapshot in sorted(monitor.view().snapshots.items()):
                 for r in snapshot.resident:

@@ -260,6 +260,8 @@ class Run:
             self.service.engine.replied(
                 decision.session, working, record=decision.signals, answer=answer
             )
+        if self.outcome == "fallback" and decision.session is not None:
+            self.service.engine.moved(decision.session, decision)
         self.service.after.add(self.service.record, self, seconds)
 
     def record(self) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -26,6 +27,7 @@ import structlog
 
 from .backends.base import Backend
 from .backends.ollama import OllamaBackend
+from .domain import placement
 from .errors import RateLimited, RouterError
 from .routing.decision import Decision
 from .routing.policy import View
@@ -69,14 +71,17 @@ class _Host:
     """Its models' sizes and capabilities have been read (``/api/tags`` answered)."""
     profiled_at: float = 0.0
     evicting: asyncio.Lock = field(default_factory=asyncio.Lock)
+    absent: set[str] = field(default_factory=set)
+    """Configured models its ``/api/tags`` did not list (not pulled there)."""
 
 
 class Admission:
     """A request's place on a model: running once started, released exactly once."""
 
-    def __init__(self, monitor: ResidencyMonitor, model: str, changes: bool) -> None:
+    def __init__(self, monitor: ResidencyMonitor, model: str, slot: str, changes: bool) -> None:
         self._monitor = monitor
         self.model = model
+        self.slot = slot
         self._changes = changes
         self._started = 0.0
         self._done = False
@@ -85,13 +90,13 @@ class Admission:
         """Wait for one of the model's ``max_running_per_model`` places, then count as
         running on the backend (room has been made)."""
         if not self._started and not self._done:
-            await self._monitor._turn(self.model)
+            await self._monitor._turn(self.slot)
             self._started = time.monotonic()
 
     def try_start(self) -> bool:
         """Count as running now if one of the model's places is free; else False."""
-        if not self._started and not self._done and self._monitor._free(self.model):
-            self._monitor._count_running(self.model, +1)
+        if not self._started and not self._done and self._monitor._free(self.slot):
+            self._monitor._count_running(self.slot, +1)
             self._started = time.monotonic()
         return bool(self._started)
 
@@ -99,9 +104,9 @@ class Admission:
         if not self._done:
             self._done = True
             if self._started:
-                self._monitor._count_running(self.model, -1)
+                self._monitor._count_running(self.slot, -1)
                 self._monitor._learn_duration(self.model, time.monotonic() - self._started)
-            self._monitor._release(self.model, self._changes)
+            self._monitor._release(self.slot, self._changes)
 
 
 def declared_capabilities(catalog: list[ModelSpec]) -> dict[str, frozenset[str]]:
@@ -124,6 +129,8 @@ class ResidencyMonitor:
     ) -> None:
         self.settings = settings
         self.catalog = {spec.name: spec for spec in catalog}
+        self.placements = list(catalog)
+        """Each model once per host that serves it (a pool's members)."""
         self.hosts: dict[str, _Host] = {}
         for name, backend in backends.items():
             if isinstance(backend, OllamaBackend) and name in budgets:
@@ -133,13 +140,16 @@ class ResidencyMonitor:
         self.capabilities: dict[str, frozenset[str]] = declared_capabilities(catalog)
         """What each model takes: as configured, else as ``/api/show`` says."""
         self.in_flight: dict[str, int] = {}
-        """Requests admitted per model: running, or waiting for room to be made."""
+        """Requests admitted per model on a host (``placement``): running, or waiting for
+        room to be made."""
         self.request_s: dict[str, float] = {}
         """A running average of how long a request takes on each model."""
         self.running: dict[str, int] = {}
-        """Requests running on each model's backend. Evictions wait for these only: two
+        """Requests running on each model on its host (``placement``). Evictions wait for
+        these only: two
         requests each waiting for the other's model to be unloaded must not deadlock."""
         self.last_used: dict[str, float] = {}
+        """When each model on a host (``placement``) was last used through the router."""
         self._sizes: dict[str, dict[int, int]] = {}  # model -> {num_ctx: size from /api/ps}
         self._changed = asyncio.Event()
         self._clock = clock
@@ -168,12 +178,16 @@ class ResidencyMonitor:
             log.warning("residency_tags_failed", backend=name, error=exc.message)
             return
         host.profiled, host.profiled_at = True, self._clock()
-        for spec in self.catalog.values():
-            if spec.backend != name or spec.name in self.profiles:
-                continue  # another host's, or known already (and perhaps corrected since)
+        host.absent = set()
+        for spec in self.placements:
+            if spec.backend != name:
+                continue  # another host's
             weights = sizes.get(spec.name) or sizes.get(f"{spec.name}:latest")
             if not weights:
-                continue  # not pulled: /ready says so
+                host.absent.add(spec.name)  # not pulled here: /ready says so
+                continue
+            if spec.name in self.profiles:
+                continue  # known already (and perhaps corrected since)
             try:
                 show = await host.backend.show(spec.name)
             except RouterError as exc:
@@ -240,7 +254,9 @@ class ResidencyMonitor:
                 if num_ctx and model in self.profiles:
                     self._learn_size(model, num_ctx, item.size_bytes)
             listed = {r.model for r in residents}
-            for model in [m for m in host.pending if m in listed or not self.in_flight.get(m)]:
+            for model in [
+                m for m in host.pending if m in listed or not self.in_flight.get(placement(name, m))
+            ]:
                 del host.pending[model]  # listed now, or its requests are over
             residents += [r for m, r in host.pending.items() if m not in listed]
             host.loaded = tuple(residents)
@@ -312,8 +328,10 @@ class ResidencyMonitor:
                     r.num_ctx,
                     r.size,
                     r.size_vram,
-                    in_flight=self.in_flight.get(r.model, 0),
-                    idle_s=now - self.last_used[r.model] if r.model in self.last_used else r.idle_s,
+                    in_flight=self.in_flight.get(placement(name, r.model), 0),
+                    idle_s=now - used
+                    if (used := self.last_used.get(placement(name, r.model)))
+                    else r.idle_s,
                     pinned=r.pinned,
                     warm=r.warm,
                 )
@@ -325,12 +343,22 @@ class ResidencyMonitor:
                 strict_gpu_fit=host.strict_gpu_fit,
                 known=host.known,
             )
-        idle = {model: now - at for model, at in self.last_used.items()}
+        idle: dict[str, float] = {}  # per model: its most recent use on any host
+        for key, at in self.last_used.items():
+            model = key.partition("/")[2]
+            idle[model] = min(idle.get(model, math.inf), now - at)
         # Half a request each on average still to run, per request running.
-        busy = {
-            model: count * self.request_s[model] / 2
-            for model, count in self.running.items()
-            if count and model in self.request_s
+        busy: dict[str, float] = {}
+        for key, count in self.running.items():
+            model = key.partition("/")[2]
+            if count and model in self.request_s:
+                busy[model] = max(busy.get(model, 0.0), count * self.request_s[model] / 2)
+        # A model not pulled on a host is tried there only when nothing else can serve it
+        # (then Ollama's 404 tells the user to pull it).
+        absent = {
+            placement(name, model): f"not pulled on {name}"
+            for name, host in self.hosts.items()
+            for model in host.absent
         }
         return View(
             snapshots=snapshots,
@@ -338,6 +366,7 @@ class ResidencyMonitor:
             idle_s=idle,
             busy_s=busy,
             capabilities=self.capabilities,
+            avoid=absent,
         )
 
     # -- admission and eviction -----------------------------------------------------------
@@ -346,15 +375,16 @@ class ResidencyMonitor:
         """Take a place on the decided model, or raise 429 when its queue is full."""
         queue = self.settings.queue
         limit = queue.max_running_per_model + queue.max_waiting_per_model
-        current = self.in_flight.get(decision.model, 0)
+        slot = placement(decision.backend, decision.model)
+        current = self.in_flight.get(slot, 0)
         if current >= limit:
             raise RateLimited(
                 f"model {decision.model!r} already has {current} requests running or waiting "
                 f"(limit {limit}); retry shortly",
                 retry_after=queue.retry_after_s,
             )
-        self.in_flight[decision.model] = current + 1
-        self.last_used[decision.model] = self._clock()
+        self.in_flight[slot] = current + 1
+        self.last_used[slot] = self._clock()
         host = self.hosts.get(decision.backend)
         profile = self.profiles.get(decision.model)
         if decision.loads and host is not None and profile is not None and decision.num_ctx:
@@ -369,30 +399,31 @@ class ResidencyMonitor:
             host.pending[decision.model] = expected
             for victim in decision.evicts:
                 host.pending.pop(victim, None)
-        return Admission(self, decision.model, decision.loads or bool(decision.evicts))
+        return Admission(self, decision.model, slot, decision.loads or bool(decision.evicts))
 
     def _learn_duration(self, model: str, seconds: float) -> None:
         current = self.request_s.get(model)
         self.request_s[model] = seconds if current is None else current + 0.2 * (seconds - current)
 
-    async def _turn(self, model: str) -> None:
-        """Wait until fewer than ``max_running_per_model`` requests run on ``model``, then
-        count this one as running. The others admitted wait here, in the router's queue."""
-        while not self._free(model):
+    async def _turn(self, slot: str) -> None:
+        """Wait until fewer than ``max_running_per_model`` requests run on ``slot`` (a model
+        on a host), then count this one as running. The others admitted wait here, in the
+        router's queue."""
+        while not self._free(slot):
             await self._changed.wait()
-        self._count_running(model, +1)
+        self._count_running(slot, +1)
 
-    def _free(self, model: str) -> bool:
-        return self.running.get(model, 0) < self.settings.queue.max_running_per_model
+    def _free(self, slot: str) -> bool:
+        return self.running.get(slot, 0) < self.settings.queue.max_running_per_model
 
-    def _count_running(self, model: str, delta: int) -> None:
-        self.running[model] = max(self.running.get(model, 0) + delta, 0)
+    def _count_running(self, slot: str, delta: int) -> None:
+        self.running[slot] = max(self.running.get(slot, 0) + delta, 0)
         self._changed.set()
         self._changed = asyncio.Event()
 
-    def _release(self, model: str, changed: bool) -> None:
-        self.in_flight[model] = max(self.in_flight.get(model, 1) - 1, 0)
-        self.last_used[model] = self._clock()
+    def _release(self, slot: str, changed: bool) -> None:
+        self.in_flight[slot] = max(self.in_flight.get(slot, 1) - 1, 0)
+        self.last_used[slot] = self._clock()
         self.refresh_soon(changed)
 
     async def make_room(self, decision: Decision, admission: Admission | None = None) -> None:
@@ -419,7 +450,7 @@ class ResidencyMonitor:
                 continue
             try:
                 async with asyncio.timeout(_DRAIN_TIMEOUT_S):
-                    while self.running.get(victim, 0) > 0:
+                    while self.running.get(placement(decision.backend, victim), 0) > 0:
                         await self._changed.wait()
             except TimeoutError:
                 log.warning("evict_gave_up", model=victim, reason="still busy")
@@ -432,7 +463,7 @@ class ResidencyMonitor:
             host.loaded = tuple(r for r in host.loaded if r.model != victim)
 
     async def _warm(self) -> None:
-        for spec in self.catalog.values():
+        for spec in self.placements:
             host = self.hosts.get(spec.backend)
             profile = self.profiles.get(spec.name)
             if host is None or profile is None or not (_pinned(spec) or spec.warm):

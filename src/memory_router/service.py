@@ -21,7 +21,7 @@ from .backends.base import Backend, BackendStatus, ChatCall, CompletionCall, Sam
 from .budgets import host_budgets
 from .classifier import LlmClassifier
 from .decision_log import DecisionLog
-from .domain import TASK_CLASSES, TaskClass
+from .domain import TASK_CLASSES, TaskClass, placement
 from .errors import (
     BackendUnavailable,
     ContextLengthExceeded,
@@ -96,7 +96,7 @@ class RouterService:
         self.virtual_model = settings.models.virtual_model
         self.routing = settings.config.routing
         self.backends: dict[str, Backend] = dict(backends or {})
-        self.catalog: list[ModelSpec] = list(settings.models.models)
+        self.catalog: list[ModelSpec] = settings.models.catalog()
         self.embedded_fallback = False
         self.notes: list[str] = []
         self.engine = RoutingEngine(
@@ -174,7 +174,7 @@ class RouterService:
                 await main.aclose()
         if main is not None:
             self.backends[main.name] = main  # kept even if silent, as at start-up
-        catalog = [spec for spec in self.settings.models.models if spec.backend in self.backends]
+        catalog = [s for s in self.settings.models.catalog() if s.backend in self.backends]
         monitor = ResidencyMonitor(self.routing, catalog, self.backends, self._budgets())
         await monitor.start()
         previous, self.monitor = self.monitor, monitor
@@ -199,7 +199,8 @@ class RouterService:
         monitors = [m for m in (previous, self.monitor) if m is not None]
         await asyncio.sleep(1.0)  # a request decided just before the switch gets admitted
         # The counts have no event of their own; this runs once, for seconds at most.
-        while any(m.in_flight.get(EMBEDDED_MODEL, 0) for m in monitors):  # noqa: ASYNC110
+        slot = placement("embedded", EMBEDDED_MODEL)
+        while any(m.in_flight.get(slot, 0) for m in monitors):  # noqa: ASYNC110
             await asyncio.sleep(0.5)
         await previous.aclose()
         embedded = self.backends.pop("embedded", None)
@@ -308,9 +309,13 @@ class RouterService:
             view = View(capabilities=self.capabilities())
         if not self.health.has_failures():
             return view
+        self.probe_due()
+        return replace(view, avoid={**view.avoid, **self.health.avoid()})
+
+    def probe_due(self) -> None:
+        """Probe each cooled-down host whose time is up (in the background)."""
         for host in self.health.due_probes():
             self._spawn(self._probe(host))
-        return replace(view, avoid=self.health.avoid())
 
     async def _probe(self, host: str) -> None:
         """A cooled-down host, its time up: one cheap status call before it takes work."""
@@ -513,7 +518,11 @@ class RouterService:
             }
         ]
         known = self.capabilities()
+        listed: set[str] = set()
         for spec in self.catalog:
+            if spec.name in listed:
+                continue  # a pool's other hosts: one model
+            listed.add(spec.name)
             item = {
                 "id": spec.name,
                 "object": "model",
@@ -530,27 +539,42 @@ class RouterService:
         return items
 
     async def readiness(self) -> Readiness:
-        """Whether a backend answers and every configured model is present."""
+        """Whether a backend answers and every configured model is present (a pool's model:
+        on at least one of its hosts)."""
         # The backends and catalog as they are now: Ollama arriving changes both mid-probe.
         backends, catalog = dict(self.backends), list(self.catalog)
         statuses = [await backend.status() for backend in backends.values()]
-        missing: list[str] = []
+        absent: dict[str, list[str]] = {}  # model -> hosts that lack it
         for name, backend in backends.items():
             wanted = [spec.name for spec in catalog if spec.backend == name]
             if not wanted:
                 continue
             status = next(s for s in statuses if s.name == name)
-            if not status.answers:
-                missing.extend(wanted)
-                continue
-            try:
-                present = {model.name for model in await backend.list_models()}
-            except RouterError as exc:
-                log.warning("list_models_failed", backend=name, error=str(exc))
-                missing.extend(wanted)
-                continue
-            missing.extend(m for m in wanted if m not in present and f"{m}:latest" not in present)
+            present: set[str] = set()
+            if status.answers:
+                try:
+                    present = {model.name for model in await backend.list_models()}
+                except RouterError as exc:
+                    log.warning("list_models_failed", backend=name, error=str(exc))
+            for model in wanted:
+                if model not in present and f"{model}:latest" not in present:
+                    absent.setdefault(model, []).append(name)
+        hosts = {s.name: sum(1 for c in catalog if c.name == s.name) for s in catalog}
+        missing = [m for m, lacking in absent.items() if len(lacking) == hosts[m]]
         notes = list(self.notes)
+        notes.extend(
+            f"{m} is not available on {', '.join(lacking)}: its pool's other hosts serve it"
+            for m, lacking in absent.items()
+            if m not in missing
+        )
+        self.probe_due()
+        health = self.health.snapshot()
+        notes.extend(
+            f"{key} is skipped for {state['cooldown_left_s']:.0f} s after "
+            f"{state['failures']} failures in a row (last: {state['last_error']})"
+            for key, state in health.items()
+            if state["cooling"]
+        )
         if self.embedded_fallback:
             # The configured models are what the user wants; none of them answers now.
             missing = [spec.name for spec in self.settings.models.models]

@@ -10,15 +10,21 @@ environment variable), the key and what is wrong; the CLI turns that into exit c
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 
 from .addresses import normalize_ollama_url
-from .domain import TASK_CLASSES, Capability, KeepAlive, TaskClass
+from .domain import TASK_CLASSES, KeepAlive, TaskClass, check_keep_alive
 from .errors import ConfigError
 from .locations import (
     USER_CLASSIFIER,
@@ -27,6 +33,7 @@ from .locations import (
     locate_config,
     user_data_dir,
 )
+from .models_config import ModelsConfig, ModelSpec
 
 __all__ = [
     "EmbeddedSettings",
@@ -45,25 +52,9 @@ __all__ = [
     "normalize_ollama_url",
 ]
 
-_DURATION = re.compile(r"^-?(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$")
-
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def _check_keep_alive(value: KeepAlive) -> KeepAlive:
-    if isinstance(value, str) and not (_DURATION.match(value) or _is_number(value)):
-        raise ValueError(f"{value!r} is not a duration: use e.g. '5m', '24h', 300 or -1")
-    return value
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 class ServerSettings(_Strict):
@@ -234,7 +225,7 @@ class LlmClassifierSettings(_Strict):
     """On Ollama, run it on the CPU (``num_gpu: 0``): loading it then never evicts a model
     from the GPU."""
 
-    _keep_alive = field_validator("keep_alive")(_check_keep_alive)
+    _keep_alive = field_validator("keep_alive")(check_keep_alive)
 
 
 class ClassifierSettings(_Strict):
@@ -314,52 +305,6 @@ class ServerConfig(_Strict):
     memory: MemorySettings = MemorySettings()
     routing: RoutingSettings = RoutingSettings()
     logging: LoggingSettings = LoggingSettings()
-
-
-class ModelSpec(_Strict):
-    """One concrete model the router may choose."""
-
-    name: str = Field(min_length=1)
-    backend: str = "ollama"
-    role: Literal["fast", "coder", "long_context", "general"] = "general"
-    description: str = ""
-    context_window: int = Field(gt=0)
-    num_ctx: int = Field(gt=0)
-    keep_alive: KeepAlive = "30m"
-    warm: bool = False
-    """Loaded at start-up and kept in preference: evicting it is charged its full reload
-    however long it has been idle. The router may still unload it for a model that needs
-    the room; ``keep_alive: -1`` pins a model, which the router never unloads."""
-    task_fit: dict[TaskClass, float]
-    think: bool | None = None
-    capabilities: tuple[Capability, ...] | None = None
-    """What the model takes, in Ollama's words; read from Ollama's ``/api/show`` when not set.
-    The router sends images only to a model with ``vision`` and tools only to one with
-    ``tools``."""
-
-    _keep_alive = field_validator("keep_alive")(_check_keep_alive)
-
-    @field_validator("task_fit")
-    @classmethod
-    def _scores(cls, value: dict[TaskClass, float]) -> dict[TaskClass, float]:
-        for task, score in value.items():
-            if not 0.0 <= score <= 1.0:
-                raise ValueError(f"score for {task!r} must lie between 0 and 1, got {score}")
-        missing = [task for task in TASK_CLASSES if task not in value]
-        if missing:
-            raise ValueError(f"missing scores for {', '.join(missing)}")
-        return value
-
-
-class ModelsConfig(_Strict):
-    """The contents of ``models.yaml``."""
-
-    virtual_model: str = "cline-memory-router"
-    reserved_output_tokens: int = Field(4096, gt=0)
-    models: list[ModelSpec] = Field(min_length=1)
-
-    def by_name(self) -> dict[str, ModelSpec]:
-        return {model.name: model for model in self.models}
 
 
 class Settings(_Strict):
@@ -571,11 +516,20 @@ def _cross_check(
         seen.add(model.name)
         if model.name == models.virtual_model:
             raise ConfigError(str(models_path), f"{where}.name", "clashes with virtual_model")
-        if model.backend not in backends:
+        for host in model.pool or (model.backend,):
+            if host not in backends:
+                raise ConfigError(
+                    str(models_path),
+                    f"{where}.backend",
+                    f"unknown backend {host!r}: use one of {', '.join(sorted(backends))}",
+                )
+        ollamas = {"ollama", *(host.name for host in server.ollama_hosts)}
+        if len(model.pool) > 1 and not set(model.pool) <= ollamas:
             raise ConfigError(
                 str(models_path),
                 f"{where}.backend",
-                f"unknown backend {model.backend!r}: use one of {', '.join(sorted(backends))}",
+                f"a pool lists Ollama hosts only (ollama or ollama_hosts names), got "
+                f"{', '.join(h for h in model.pool if h not in ollamas)}",
             )
         if model.num_ctx > model.context_window:
             raise ConfigError(

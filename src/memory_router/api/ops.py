@@ -55,6 +55,8 @@ async def ready(service: Service) -> Response:
         "backends": [asdict(status) for status in readiness.backends],
         "missing_models": readiness.missing_models,
         "notes": readiness.notes,
+        # Hosts (and host/model pairs) with failures in a row, and whether they cool down.
+        "failing": service.health.snapshot(),
     }
     return JSONBytes(body, status_code=200 if readiness.status in ("ready", "degraded") else 503)
 

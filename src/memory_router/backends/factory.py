@@ -43,7 +43,7 @@ async def build_backends(settings: Settings) -> Built:
     backends: dict[str, Backend] = {}
     for upstream in config.openai_upstreams:
         backends[upstream.name] = OpenAIBackend(upstream)
-    configured = list(settings.models.models)
+    configured = settings.models.catalog()
     mode = config.embedded.mode
     notes: list[str] = []
 

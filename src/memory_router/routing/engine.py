@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ..domain import TASK_CLASSES, TaskClass
+from ..domain import TASK_CLASSES, TaskClass, placement
 from ..errors import RouterError
 from ..misroutes import corrects, words_hash
 from ..settings import ModelSpec, RoutingSettings
@@ -297,7 +297,8 @@ class RoutingEngine:
         now = self._clock()
         with self._lock:
             self._sessions[key] = _Session(
-                SessionChoice(decision.model, decision.task, decision.num_ctx), now
+                SessionChoice(decision.model, decision.task, decision.num_ctx, decision.backend),
+                now,
             )
             self._sessions.move_to_end(key)
             while len(self._sessions) > self._max_sessions:
@@ -449,17 +450,27 @@ class RoutingEngine:
         """The next choice for a request whose model could not answer: the policy's choice
         among the models and hosts that have not failed it (``failed``: host or
         ``host/model`` keys, with what went wrong). None when nothing else can serve it."""
-        if decision.prompt_tokens is None or decision.task is None:
-            return None  # a named model, or an escalation: nothing else was asked for
+        if decision.prompt_tokens is None:
+            return None  # an escalation: nothing else was asked for
         catalog = [
             spec
             for spec in self.catalog
-            if spec.backend not in failed and f"{spec.backend}/{spec.name}" not in failed
+            if spec.backend not in failed
+            and placement(spec.backend, spec.name) not in failed
+            # a named model: the same model on a pool's other hosts
+            and (decision.routed or spec.name == decision.model)
         ]
         if not catalog:
             return None
         why = [f"fallback: {key} failed ({reason})" for key, reason in failed.items()]
         try:
+            if not decision.routed or decision.task is None:
+                chosen = direct(
+                    catalog, decision.prompt_tokens, decision.output_tokens,
+                    self._corrected(view), self.settings, signals=decision.signals,
+                    needs=decision.needs,
+                )  # fmt: skip
+                return replace(chosen, reasons=(*why, *chosen.reasons))
             return choose(
                 decision.task, decision.prompt_tokens, decision.output_tokens, catalog,
                 self._corrected(view), self.settings, why, session_key=decision.session,
@@ -472,12 +483,23 @@ class RoutingEngine:
         self, spec: ModelSpec, prompt_tokens: int, output_tokens: int, view: View,
         needs: frozenset[str] = frozenset(),
     ) -> Decision:  # fmt: skip
-        """A request that names ``spec``: the fit check and ``num_ctx`` rule of a routed one."""
+        """A request that names ``spec``: the fit check and ``num_ctx`` rule of a routed one,
+        on whichever of its pool's hosts suits best."""
         signals = {"prompt_tokens": prompt_tokens, "direct": True}
+        placed = [s for s in self.catalog if s.name == spec.name] or [spec]
         return direct(
-            spec, prompt_tokens, output_tokens, self._corrected(view), self.settings,
+            placed, prompt_tokens, output_tokens, self._corrected(view), self.settings,
             signals=signals, needs=needs,
         )  # fmt: skip
+
+    def moved(self, key: str, decision: Decision) -> None:
+        """A session's request was answered elsewhere (a fallback): it stays there."""
+        with self._lock:
+            session = self._sessions.get(key)
+            if session is not None and decision.task is not None:
+                session.choice = SessionChoice(
+                    decision.model, decision.task, decision.num_ctx, decision.backend
+                )
 
     def decide(
         self,

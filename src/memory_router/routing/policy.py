@@ -106,6 +106,8 @@ class SessionChoice:
     model: str
     task: TaskClass
     num_ctx: int | None
+    backend: str | None = None
+    """The host it ran on (a pool serves a model from several): the session stays there."""
 
 
 def ladder_for(spec: ModelSpec, ladder: Sequence[int]) -> list[int]:
@@ -454,7 +456,15 @@ def choose(
         if chosen is not None:
             why.append(f"policy fixed: always {chosen.spec.name}")
     if chosen is None and session is not None and residency:
-        kept = next((o for o in options if o.spec.name == session.model), None)
+        kept = next(
+            (
+                o
+                for o in options
+                if o.spec.name == session.model
+                and (session.backend is None or o.spec.backend == session.backend)
+            ),
+            None,
+        )
         # Stay only where staying is free: a model another session's work has evicted since
         # (or one that would need a bigger context) is chosen again on its score.
         same = session.task == task or (task == "memory" and bank_read)
@@ -509,7 +519,7 @@ def choose(
 
 
 def direct(
-    spec: ModelSpec,
+    spec: ModelSpec | Sequence[ModelSpec],
     prompt_tokens: int,
     output_tokens: int,
     view: View,
@@ -521,10 +531,12 @@ def direct(
     """The decision for a request that names a concrete model: that model, under the rules
     a routed request gets (its context must hold the request, its host's memory must hold
     it at that context, ``num_ctx`` stays at the size it is loaded at when that holds the
-    prompt, pinned models stay)."""
+    prompt, pinned models stay). ``spec``: the model, or its placements on a pool's hosts
+    (the policy then picks the host)."""
+    specs = [spec] if isinstance(spec, ModelSpec) else list(spec)
     # With one model in the catalog the task changes nothing but the words of the reason.
     decision = choose(
-        "chat", prompt_tokens, output_tokens, [spec], view, settings, signals=signals, needs=needs
+        "chat", prompt_tokens, output_tokens, specs, view, settings, signals=signals, needs=needs
     )
     if decision.loads:
         what = "reloads" if decision.reload else "loads"
@@ -536,7 +548,7 @@ def direct(
         decision,
         task=None,
         routed=False,
-        reasons=(*decision.reasons[:-1], f"client asked for {spec.name} ({how})"),
+        reasons=(*decision.reasons[:-1], f"client asked for {decision.model} ({how})"),
     )
 
 
