@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import math
 import sys
 from pathlib import Path
+from types import FrameType
 from typing import Annotated, Any
 
 import typer
@@ -128,8 +130,21 @@ def serve(
             note="listening beyond loopback without API keys (allow_unauthenticated_remote): "
             "anyone who reaches this port can use the router",
         )
-    uvicorn.run(
-        create_app(settings),
+    application = create_app(settings)
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, with the router's drain on SIGTERM: running requests get
+        ``server.drain_s`` to finish, then end with an error event instead of being cut."""
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            if not self.should_exit and self.started:
+                service = application.state.service
+                loop = asyncio.get_event_loop()
+                loop.call_soon_threadsafe(service.begin_drain, server.drain_s)
+            super().handle_exit(sig, frame)
+
+    config = uvicorn.Config(
+        application,
         host=server.host,
         port=server.port,
         loop="auto",
@@ -138,11 +153,13 @@ def serve(
         # The router logs every request itself (one JSON line with the routing outcome);
         # uvicorn's access line would repeat it, and builds its arguments even when muted.
         access_log=False,
-        timeout_graceful_shutdown=5,
+        # The drain ends every request by drain_s: this is only a backstop.
+        timeout_graceful_shutdown=math.ceil(server.drain_s) + 5,
         # Idle connections outlive the clients' pools (httpx: 5 s, uvicorn's default too),
         # so a client never reuses one the router is closing.
         timeout_keep_alive=server.keep_alive_s,
     )
+    Server(config).run()
 
 
 @app.command()

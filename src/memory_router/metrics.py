@@ -71,6 +71,11 @@ class Metrics:
             f"{_PREFIX}_fallbacks", "Requests answered by the next choice after a failure",
             ["failed", "answered"], registry=r,
         )  # fmt: skip
+        self.tool_calls = Counter(
+            f"{_PREFIX}_tool_calls", "Tool calls checked against the request's schema, by "
+            "result: valid, repaired (and how), invalid (passed on as sent), unchecked",
+            ["result"], registry=r,
+        )  # fmt: skip
         r.register(_Live(lambda: service))
         self._children: dict[tuple[str, str, str], tuple[Any, Any, Any, Any]] = {}
 
@@ -104,6 +109,18 @@ class Metrics:
         load_ns = finish.stats.get("load_duration")
         if decision.loads and isinstance(load_ns, int | float):
             self.load_seconds.labels(model).inc(load_ns / 1e9)
+
+    def checked_tools(self, report: dict[str, Any]) -> None:
+        """Count one answer's tool calls (``ToolCheck.report``)."""
+        repaired = report["repaired"]
+        faults = sum(repaired.values()) + report["invalid"] + report["unchecked"]
+        if valid := report["checked"] - faults:
+            self.tool_calls.labels("valid").inc(valid)
+        for kind, count in repaired.items():
+            self.tool_calls.labels(f"repaired_{kind}").inc(count)
+        for result in ("invalid", "unchecked"):
+            if report[result]:
+                self.tool_calls.labels(result).inc(report[result])
 
     def retried(self, model: str, backend: str) -> None:
         self.retries.labels(model, backend).inc()

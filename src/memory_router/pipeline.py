@@ -106,6 +106,8 @@ class Run:
         ``error:<status>``; set as the events end."""
         self.started = time.perf_counter()
         self._closed = False
+        self._ended = False
+        self._task: asyncio.Task[Any] | None = None
         self._watch: ReplyWatch | None = None
         if decision.session is not None and decision.task not in (None, "meta"):
             # A routed turn's answer: does it keep its session working (``contested``)?
@@ -122,17 +124,36 @@ class Run:
 
     async def events(self) -> AsyncGenerator[Event, None]:
         """The answer's events, from whichever attempt answers."""
+        self._task = asyncio.current_task()
+        self.service.open_runs.add(self)
         try:
             async for event in self._answer():
                 yield event
+                self._task = asyncio.current_task()  # a stream's reader may change task
             self.outcome = "fallback" if self.fallback is not None else "ok"
         except RouterError as exc:
             self.outcome = f"error:{exc.status}"
             raise
-        except (Exception, asyncio.CancelledError) as exc:
-            if not isinstance(exc, asyncio.CancelledError):
-                self.outcome = "error:500"
+        except asyncio.CancelledError:
+            if not self._ended:
+                raise
+            # Ended by the shutdown's drain deadline: the client hears why.
+            if self._task is not None:
+                self._task.uncancel()
+            self.outcome = "error:503"
+            raise BackendUnavailable(
+                "the router is shutting down and ended this request: retry it", retry_after=5
+            ) from None
+        except Exception:
+            self.outcome = "error:500"
             raise
+
+    def end(self) -> None:
+        """End the run now (the shutdown's drain deadline): its reader gets a 503 or an
+        error event, and the backend's request is closed."""
+        if self._task is not None and not self._task.done() and not self._closed:
+            self._ended = True
+            self._task.cancel()
 
     async def _answer(self) -> AsyncGenerator[Event, None]:
         failed: dict[str, str] = {}
@@ -248,6 +269,7 @@ class Run:
         if self._closed:
             return
         self._closed = True
+        self.service.open_runs.discard(self)
         if gone:
             self.outcome = "client_gone"
         seconds = time.perf_counter() - self.started
@@ -291,6 +313,14 @@ class Run:
             out["attempts"] = list(self.attempts)
         if self.fallback is not None:
             out["fallback"] = {"from": self.decided.model, "reason": self.fallback}
-        if self._check is not None and (report := self._check.report()).get("checked"):
+        if (report := self.tool_report) is not None:
             out["tool_calls"] = report
         return out
+
+    @property
+    def tool_report(self) -> dict[str, Any] | None:
+        """What checking the answer's tool calls found (None: the answer had none)."""
+        if self._check is None:
+            return None
+        report = self._check.report()
+        return report if report["checked"] else None

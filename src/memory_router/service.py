@@ -110,6 +110,9 @@ class RouterService:
         self.metrics = Metrics(self)
         self.classifier: LlmClassifier | None = None
         """The optional LLM classifier; ``start`` sets it up when one is configured."""
+        self.open_runs: set[Run] = set()
+        """Requests being answered (for the shutdown's drain)."""
+        self.draining = False
         self.health = Health(settings.config.routing.failover)
         """Failures in a row per host and model, and their cooldowns (``health.py``)."""
         self._examples_ready = asyncio.Event()
@@ -407,8 +410,29 @@ class RouterService:
 
     # -- running --------------------------------------------------------------------------
 
+    def begin_drain(self, drain_s: float) -> None:
+        """SIGTERM: take no new requests; end those still running after ``drain_s``."""
+        if self.draining:
+            return
+        self.draining = True
+        log.warning("draining", running=len(self.open_runs), drain_s=drain_s)
+        asyncio.get_running_loop().call_later(drain_s, self._end_runs)
+
+    def _end_runs(self) -> None:
+        if self.open_runs:
+            log.warning("drain_deadline", ending=len(self.open_runs))
+        for run in list(self.open_runs):
+            run.end()
+
+    def _refuse_when_draining(self) -> None:
+        if self.draining:
+            raise BackendUnavailable(
+                "the router is shutting down: retry in a moment", retry_after=5
+            )
+
     async def open_chat(self, request: ChatCompletionRequest) -> Run:
         """Decide a chat request and open its run (no model is called until it is read)."""
+        self._refuse_when_draining()
         signals = None
         if request.model == self.virtual_model:
             await self.routing_ready()
@@ -437,6 +461,7 @@ class RouterService:
 
     def open_completion(self, request: CompletionRequest) -> Run:
         """Decide a raw completion and open its run."""
+        self._refuse_when_draining()
         decision = self.decide_completion(request)
 
         def call(decision: Decision) -> CompletionCall:
@@ -494,6 +519,10 @@ class RouterService:
             ms=ms,
         )
         self.metrics.observe(decision, finish, run.outcome, seconds)
+        if run.tool_report is not None:
+            self.metrics.checked_tools(run.tool_report)
+            if run.tool_report["invalid"] or run.tool_report["unchecked"]:
+                log.warning("tool_calls_unfit", model=decision.model, **run.tool_report)
         if self.decision_log is not None:
             self.decision_log.write({**run.record(), "latency_ms": ms})
 

@@ -66,6 +66,9 @@ class ServerSettings(_Strict):
     keep_alive_s: int = Field(75, ge=1)
     """How long an idle HTTP/1.1 connection is kept open. Longer than clients keep theirs
     pooled (httpx and so the openai SDK: 5 s), or a reused connection meets a closed one."""
+    drain_s: float = Field(30.0, ge=0)
+    """On SIGTERM the router stops taking requests; those running may finish for this long,
+    then each still running ends with an error event (or a 503)."""
     allow_unauthenticated_remote: bool = False
     """Listen beyond loopback without ``api_keys``: anyone who reaches the port may use it."""
 

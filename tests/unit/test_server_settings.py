@@ -78,13 +78,26 @@ def test_opt_out_from_the_environment(tmp_path: Path) -> None:
 
 
 class Recorded:
-    """``uvicorn.run`` and the logging set-up replaced: nothing listens, nothing is global."""
+    """uvicorn's server and the logging set-up replaced: nothing listens, nothing is global.
+    Each run records the settings the server was given."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.runs: list[dict[str, Any]] = []
         monkeypatch.setattr(uvicorn, "run", lambda app, **kw: self.runs.append(kw))
+        monkeypatch.setattr(uvicorn.Server, "run", lambda server, sockets=None: self._ran(server))
         monkeypatch.setattr(memory_router.logs, "configure_logging", lambda *a, **kw: None)
         monkeypatch.setattr(memory_router.api.app, "create_app", lambda settings: object())
+
+    def _ran(self, server: uvicorn.Server) -> None:
+        config = server.config
+        self.runs.append(
+            {
+                "host": config.host,
+                "port": config.port,
+                "timeout_keep_alive": config.timeout_keep_alive,
+                "timeout_graceful_shutdown": config.timeout_graceful_shutdown,
+            }
+        )
 
 
 def serve(tmp_path: Path, server: dict[str, Any], *args: str, **env: str) -> Any:
@@ -133,3 +146,10 @@ def test_serve_hands_uvicorn_the_keep_alive(
     assert serve(tmp_path, {"keep_alive_s": 30}).exit_code == 0
     assert [run["timeout_keep_alive"] for run in recorded.runs] == [75, 30]
     assert recorded.runs[0]["host"] == "127.0.0.1"
+
+
+def test_serve_gives_uvicorn_time_to_drain(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    recorded = Recorded(monkeypatch)
+    assert serve(tmp_path, {"drain_s": 12}).exit_code == 0
+    # The router ends what still runs at drain_s; uvicorn's own cut comes only after.
+    assert recorded.runs[0]["timeout_graceful_shutdown"] > 12

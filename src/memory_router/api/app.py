@@ -89,6 +89,11 @@ class HotPath:
         self.app = app
         self._hot = hot
 
+    @property
+    def state(self) -> Any:
+        """The application's state (its service, its memory), as on the app itself."""
+        return self.app.state
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         endpoint = self._hot.get(scope["path"]) if scope["type"] == "http" else None
         if endpoint is None or scope["method"] != "POST":
