@@ -186,7 +186,7 @@ def route(
     # What Ollama holds now (/api/ps, /api/tags, /api/show: no model runs); without an
     # answering Ollama the decision is made as if nothing were loaded, and says so.
     note = (
-        asyncio.run(service.read_residency())
+        asyncio.run(service.fleet.read_residency())
         if live
         else "residency and Ollama's model capabilities not read (--offline)"
     )

@@ -1,7 +1,7 @@
 """Prometheus metrics for ``GET /metrics``: what was answered, and what the hosts hold now.
 
 Counters and histograms are updated with the decision record, after the answer has gone out
-(``RouterService._record``), so the request path pays nothing for them. What is true at the
+(``RouterService.record``), so the request path pays nothing for them. What is true at the
 moment (requests in flight, resident models, the embedded fallback) is read when Prometheus
 scrapes. Each router has a registry of its own: several routers in one process (the tests)
 do not share counts.
@@ -17,9 +17,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 if TYPE_CHECKING:
+    from .classifier import LlmClassifier
     from .events import Finish
+    from .fleet import Fleet
     from .routing.decision import Decision
-    from .service import RouterService
 
 __all__ = ["CONTENT_TYPE", "Metrics"]
 
@@ -33,7 +34,7 @@ _DECIDE_SECONDS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.
 class Metrics:
     """The router's counters, and a collector that reads the live state at scrape time."""
 
-    def __init__(self, service: RouterService) -> None:
+    def __init__(self, fleet: Fleet, classifier: Callable[[], LlmClassifier | None]) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
@@ -76,7 +77,7 @@ class Metrics:
             "result: valid, repaired (and how), invalid (passed on as sent), unchecked",
             ["result"], registry=r,
         )  # fmt: skip
-        r.register(_Live(lambda: service))
+        r.register(_Live(fleet, classifier))
         self._children: dict[tuple[str, str, str], tuple[Any, Any, Any, Any]] = {}
 
     def observe(
@@ -141,17 +142,18 @@ class Metrics:
 
 
 class _Live:
-    """Gauges read from the service when scraped."""
+    """Gauges read from the fleet (and the LLM classifier) when scraped."""
 
-    def __init__(self, service: Callable[[], RouterService]) -> None:
-        self._service = service
+    def __init__(self, fleet: Fleet, classifier: Callable[[], LlmClassifier | None]) -> None:
+        self._fleet = fleet
+        self._classifier = classifier
 
     def describe(self) -> list[Any]:
         return []  # read at collect time only: nothing to check at registration
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
-        service = self._service()
-        monitor = service.monitor
+        fleet = self._fleet
+        monitor = fleet.monitor
         in_flight = GaugeMetricFamily(
             f"{_PREFIX}_in_flight", "Requests running or waiting, by model", labels=["model"]
         )
@@ -173,7 +175,7 @@ class _Live:
         fallback = GaugeMetricFamily(
             f"{_PREFIX}_embedded_fallback", "1 while the embedded demo model stands in for Ollama"
         )
-        fallback.add_metric([], 1 if service.embedded_fallback else 0)
+        fallback.add_metric([], 1 if fleet.embedded_fallback else 0)
         cooling = GaugeMetricFamily(
             f"{_PREFIX}_cooling_down",
             "1 while a host (or host/model) is skipped after failures in a row",
@@ -184,17 +186,18 @@ class _Live:
             "Failures in a row, by host or host/model",
             labels=["key"],
         )
-        for key, state in sorted(service.health.snapshot().items()):
+        for key, state in sorted(fleet.health.snapshot().items()):
             cooling.add_metric([key], 1 if state["cooling"] else 0)
             failures.add_metric([key], state["failures"])
         yield from (in_flight, resident, fallback, cooling, failures)
-        if service.classifier is not None:
+        classifier = self._classifier()
+        if classifier is not None:
             asked = CounterMetricFamily(
                 f"{_PREFIX}_llm_classifier_requests",
                 "Times the LLM classifier was asked, by outcome (class, no_class, failed)",
                 labels=["model", "outcome"],
             )
             for outcome in ("class", "no_class", "failed"):
-                count = service.classifier.outcomes[outcome]
-                asked.add_metric([service.classifier.model, outcome], count)
+                count = classifier.outcomes[outcome]
+                asked.add_metric([classifier.model, outcome], count)
             yield asked

@@ -168,8 +168,8 @@ class Run:
                 except RouterError as exc:
                     error = exc
                 else:
-                    self.service.health.succeeded(decision.backend)
-                    self.service.health.succeeded(model_key(decision.backend, decision.model))
+                    self.service.fleet.health.succeeded(decision.backend)
+                    self.service.fleet.health.succeeded(model_key(decision.backend, decision.model))
                     yield first
                     async for event in stream:
                         yield event
@@ -179,9 +179,9 @@ class Run:
     async def _attempt(self, decision: Decision) -> AsyncGenerator[Event, None]:
         """One try: the model's queue, room made, the backend's events."""
         service = self.service
-        backend = service.backend(decision)
+        backend = service.fleet.backend(decision)
         call = self._call(decision)
-        monitor = service.monitor
+        monitor = service.fleet.monitor
         admission = monitor.admit(decision) if monitor is not None else None
         check, watch = self._check, self._watch
         try:
@@ -220,7 +220,7 @@ class Run:
         if where is None:
             raise error
         failover = self.service.routing.failover
-        health = self.service.health
+        health = self.service.fleet.health
         self.attempts.append(Attempt(decision.model, decision.backend, error.status, error.message))
         key = decision.backend if where == "host" else model_key(decision.backend, decision.model)
         cooled = _counts(error) and health.failed(key, error.message)

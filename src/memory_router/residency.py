@@ -25,8 +25,7 @@ from typing import Any
 
 import structlog
 
-from .backends.base import Backend
-from .backends.ollama import OllamaBackend
+from .backends.base import Backend, HoldsResidency
 from .domain import placement
 from .errors import RateLimited, RouterError
 from .routing.decision import Decision
@@ -60,7 +59,7 @@ def _pinned(spec: ModelSpec) -> bool:
 
 @dataclass(slots=True)
 class _Host:
-    backend: OllamaBackend
+    backend: HoldsResidency
     budget: Budget
     strict_gpu_fit: bool
     loaded: tuple[Resident, ...] = ()
@@ -133,7 +132,7 @@ class ResidencyMonitor:
         """Each model once per host that serves it (a pool's members)."""
         self.hosts: dict[str, _Host] = {}
         for name, backend in backends.items():
-            if isinstance(backend, OllamaBackend) and name in budgets:
+            if isinstance(backend, HoldsResidency) and name in budgets:
                 budget = budgets[name]
                 self.hosts[name] = _Host(backend, budget, strict_gpu_fit=budget.vram_bytes > 0)
         self.profiles: dict[str, Profile] = {}

@@ -94,8 +94,8 @@ def test_no_ollama_is_sought_when_the_configuration_disables_it(tmp_path: Path) 
         service = RouterService(settings)
         await service.start()
         try:
-            assert service.embedded_fallback is True
-            assert not service._tasks, "nothing polls an Ollama the user turned off"
+            assert service.fleet.embedded_fallback is True
+            assert not service.fleet._tasks, "nothing polls an Ollama the user turned off"
         finally:
             await service.aclose()
 
@@ -129,19 +129,19 @@ def test_an_ollama_host_that_comes_up_ends_the_fallback(tmp_path: Path) -> None:
         service = RouterService(settings)
         await service.start()
         try:
-            assert service.embedded_fallback is True
+            assert service.fleet.embedded_fallback is True
             nowhere.close()
             # The emulator runs its own loop in a thread: started off this one.
             await asyncio.to_thread(emulator.start)
             for _ in range(100):
-                if "embedded" not in service.backends:
+                if "embedded" not in service.fleet.backends:
                     break
                 await asyncio.sleep(0.1)
-            assert service.embedded_fallback is False
-            assert [spec.name for spec in service.catalog] == CONFIGURED
-            assert "gpu2" in service.notes[0] and "after start-up" in service.notes[0]
-            assert "embedded" not in service.backends, "the demo model was closed"
-            assert "ollama" not in service.backends, "the main Ollama stays off"
+            assert service.fleet.embedded_fallback is False
+            assert [spec.name for spec in service.fleet.catalog] == CONFIGURED
+            assert "gpu2" in service.fleet.notes[0] and "after start-up" in service.fleet.notes[0]
+            assert "embedded" not in service.fleet.backends, "the demo model was closed"
+            assert "ollama" not in service.fleet.backends, "the main Ollama stays off"
         finally:
             await service.aclose()
             await asyncio.to_thread(emulator.stop)

@@ -42,7 +42,7 @@ def test_readiness_holds_while_a_backend_arrives_mid_probe() -> None:
         service = RouterService(settings, {"ollama": SlowBackend("ollama", names, gate)})  # type: ignore[dict-item]
         probe = asyncio.create_task(service.readiness())
         await asyncio.sleep(0.01)  # the probe waits on the first backend
-        service.backends["host2"] = SlowBackend("host2", [], gate)  # type: ignore[assignment]
+        service.fleet.backends["host2"] = SlowBackend("host2", [], gate)  # type: ignore[assignment]
         gate.set()
         readiness = await probe
         return readiness.ready, [s.name for s in readiness.backends], readiness.missing_models

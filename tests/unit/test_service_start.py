@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from memory_router import budgets, hardware
+from memory_router.api.ops import model_list
 from memory_router.backends.base import BackendModel, BackendStatus
 from memory_router.routing.residency import Budget
 from memory_router.service import RouterService
@@ -44,8 +45,8 @@ class Answering:
 def test_the_embedded_fallback_is_degraded_and_lists_what_is_missing() -> None:
     settings = shipped()
     service = RouterService(settings, {"embedded": Answering("embedded", "embedded", ["gemma"])})  # type: ignore[dict-item]
-    service.embedded_fallback = True
-    service.catalog = []  # the embedded model's own entry is not a configured model
+    service.fleet.embedded_fallback = True
+    service.fleet.catalog = []  # the embedded model's own entry is not a configured model
     readiness = asyncio.run(service.readiness())
     assert readiness.status == "degraded" and readiness.ready is False
     assert readiness.missing_models == [spec.name for spec in settings.models.models]
@@ -107,12 +108,12 @@ def test_a_classifier_that_fails_to_load_does_not_hold_routing_forever() -> None
         await asyncio.wait_for(service.routing_ready(), 1)
 
     asyncio.run(main())
-    assert any("did not load" in note for note in service.notes)
+    assert any("did not load" in note for note in service.fleet.notes)
 
 
 def test_the_virtual_model_reports_the_window_a_client_should_use() -> None:
     service = RouterService(shipped())
-    virtual = service.models()[0]
+    virtual = model_list(service.virtual_model, service.fleet)[0]
     assert virtual["id"] == "cline-memory-router"
     assert virtual["context_length"] == 32768  # every model the router chooses holds it
     assert virtual["max_context_length"] == 131072

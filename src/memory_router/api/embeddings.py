@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
-from ..backends.ollama import OllamaBackend
+from ..backends.base import Embeds
 from ..errors import BackendUnavailable, InvalidRequest, ModelNotFound
 from ..memory.service import MemoryService
 from ..service import RouterService
@@ -70,14 +70,14 @@ def _encode(vector: list[float], encoding: str) -> list[float] | str:
     return base64.b64encode(array("f", vector).tobytes()).decode()  # float32, as OpenAI sends
 
 
-def _hosts_for(service: RouterService, model: str) -> list[OllamaBackend]:
+def _hosts_for(service: RouterService, model: str) -> list[Embeds]:
     """The Ollama servers to ask for ``model``: its own host when models.yaml names it, else
     every Ollama the router knows, the main one first."""
     spec = service.spec(model)
-    own = service.backends.get(spec.backend) if spec is not None else None
-    if isinstance(own, OllamaBackend):
+    own = service.fleet.backends.get(spec.backend) if spec is not None else None
+    if isinstance(own, Embeds):
         return [own]
-    hosts = [b for b in service.backends.values() if isinstance(b, OllamaBackend)]
+    hosts = [b for b in service.fleet.backends.values() if isinstance(b, Embeds)]
     return sorted(hosts, key=lambda backend: backend.name != "ollama")
 
 

@@ -3,29 +3,72 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from typing import Any
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from ..domain import TASK_CLASSES
 from ..errors import ModelNotFound
+from ..fleet import Fleet
 from ..metrics import CONTENT_TYPE
 from ..wire.openai import ChatCompletionRequest, parse_request
 from .deps import Authorized, Service, read_json
 from .relay import JSONBytes
 
-__all__ = ["router"]
+__all__ = ["model_list", "router"]
 
 router = APIRouter()
 
 
+def model_list(virtual_model: str, fleet: Fleet) -> list[dict[str, Any]]:
+    """The OpenAI model list: the virtual model first, then every concrete one."""
+    sizes = [spec.num_ctx for spec in fleet.catalog]
+    items = [
+        {
+            "id": virtual_model,
+            "object": "model",
+            "created": 0,
+            "owned_by": "cline-memory-router",
+            # The window a client should use: a conversation within the smallest num_ctx
+            # can go to any model the router chooses for its task; a longer one only to
+            # the models whose context holds it (max_context_length is the largest).
+            "context_length": min(sizes, default=0),
+            "max_context_length": max(sizes, default=0),
+            "description": "Routes each request to the best local model for the task. "
+            "Set your client's context window to context_length.",
+        }
+    ]
+    known = fleet.capabilities()
+    listed: set[str] = set()
+    for spec in fleet.catalog:
+        if spec.name in listed:
+            continue  # a pool's other hosts: one model
+        listed.add(spec.name)
+        item = {
+            "id": spec.name,
+            "object": "model",
+            "created": 0,
+            "owned_by": spec.backend,
+            "context_length": spec.num_ctx,
+            "max_context_length": spec.context_window,
+            "role": spec.role,
+            "task_fit": {task: spec.task_fit[task] for task in TASK_CLASSES},
+        }
+        if spec.name in known:  # as Ollama reports them, or as models.yaml states them
+            item["capabilities"] = sorted(known[spec.name])
+        items.append(item)
+    return items
+
+
 @router.get("/v1/models", dependencies=[Authorized])
 async def list_models(service: Service) -> Response:
-    return JSONBytes({"object": "list", "data": service.models()})
+    return JSONBytes({"object": "list", "data": model_list(service.virtual_model, service.fleet)})
 
 
 @router.get("/v1/models/{model_id:path}", dependencies=[Authorized])
 async def get_model(model_id: str, service: Service) -> Response:
-    for item in service.models():
+    for item in model_list(service.virtual_model, service.fleet):
         if item["id"] == model_id:
             return JSONBytes(item)
     raise ModelNotFound(f"model {model_id!r} is not served here", param="model")
@@ -56,7 +99,7 @@ async def ready(service: Service) -> Response:
         "missing_models": readiness.missing_models,
         "notes": readiness.notes,
         # Hosts (and host/model pairs) with failures in a row, and whether they cool down.
-        "failing": service.health.snapshot(),
+        "failing": service.fleet.health.snapshot(),
     }
     return JSONBytes(body, status_code=200 if readiness.status in ("ready", "degraded") else 503)
 

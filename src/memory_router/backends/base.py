@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from ..calls import ChatCall, CompletionCall, Sampling
 from ..events import Event
@@ -19,6 +19,8 @@ __all__ = [
     "BackendStatus",
     "ChatCall",
     "CompletionCall",
+    "Embeds",
+    "HoldsResidency",
     "LoadedModel",
     "Sampling",
 ]
@@ -53,6 +55,31 @@ class BackendStatus:
     answers: bool
     version: str | None = None
     detail: str = ""
+
+
+@runtime_checkable
+class HoldsResidency(Protocol):
+    """A backend that loads and unloads models and says what it holds (Ollama): the router
+    plans residency on it."""
+
+    name: str
+    base_url: str
+
+    async def loaded_models(self) -> list[LoadedModel]: ...
+    async def show(self, model: str) -> dict[str, Any]: ...
+    async def load(self, model: str, num_ctx: int | None, keep_alive: Any) -> dict[str, Any]: ...
+    async def unload(self, model: str) -> None: ...
+    async def status(self, timeout: float = 2.0) -> BackendStatus: ...
+    async def list_models(self) -> list[BackendModel]: ...
+
+
+@runtime_checkable
+class Embeds(Protocol):
+    """A backend that embeds texts (Ollama's ``/api/embed``)."""
+
+    name: str
+
+    async def embed(self, model: str, texts: list[str]) -> dict[str, Any]: ...
 
 
 class Backend(Protocol):
