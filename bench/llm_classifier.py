@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from memory_router.backends.embedded import EMBEDDED_MODEL, EmbeddedBackend  # noqa: E402
-from memory_router.classifier import LlmClassifier  # noqa: E402
+from memory_router.llm_classifier import LlmClassifier  # noqa: E402
 from memory_router.logs import configure_logging  # noqa: E402
 from memory_router.routing.engine import RoutingEngine  # noqa: E402
 from memory_router.routing.signals import read_signals  # noqa: E402

@@ -119,7 +119,7 @@ def test_a_request_is_read_once_for_the_classifier_and_the_decision(
 ) -> None:
     """The classifier reads the request's signals before the decision; the decision uses
     them instead of reading the conversation again."""
-    import memory_router.classifier
+    import memory_router.llm_classifier
     import memory_router.routing.engine
     from memory_router.routing.signals import read_signals
 
@@ -129,7 +129,7 @@ def test_a_request_is_read_once_for_the_classifier_and_the_decision(
         read.append(request.messages[-1].text())
         return read_signals(request)
 
-    monkeypatch.setattr(memory_router.classifier, "read_signals", counted)
+    monkeypatch.setattr(memory_router.llm_classifier, "read_signals", counted)
     monkeypatch.setattr(memory_router.routing.engine, "read_signals", counted)
     router = classifier_router(make_router, emu)
     emu.enqueue(Script("analyze"), Script("ok"))

@@ -12,7 +12,7 @@ import pytest
 from memory_router.backends.ollama import OllamaBackend
 from memory_router.domain import placement
 from memory_router.errors import RateLimited
-from memory_router.residency import ResidencyMonitor
+from memory_router.monitor import ResidencyMonitor
 from memory_router.routing.decision import Decision
 from memory_router.routing.residency import Budget
 from memory_router.settings import OllamaSettings, RoutingSettings, load_settings

@@ -23,7 +23,7 @@ from .budgets import host_budgets
 from .domain import placement
 from .errors import BackendUnavailable, RouterError
 from .health import Health
-from .residency import ResidencyMonitor, declared_capabilities
+from .monitor import ResidencyMonitor, declared_capabilities
 from .routing.decision import Decision
 from .routing.policy import View
 from .routing.residency import Budget

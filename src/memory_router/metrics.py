@@ -17,9 +17,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 if TYPE_CHECKING:
-    from .classifier import LlmClassifier
     from .events import Finish
     from .fleet import Fleet
+    from .llm_classifier import LlmClassifier
     from .routing.decision import Decision
 
 __all__ = ["CONTENT_TYPE", "Metrics"]

@@ -15,7 +15,6 @@ import structlog
 
 from .after import AfterResponse
 from .backends.base import Backend, ChatCall, CompletionCall, Sampling
-from .classifier import LlmClassifier
 from .decision_log import DecisionLog
 from .domain import TaskClass
 from .errors import (
@@ -26,6 +25,7 @@ from .errors import (
 )
 from .events import Finish
 from .fleet import Fleet, Readiness
+from .llm_classifier import LlmClassifier
 from .metrics import Metrics
 from .pipeline import Run
 from .routing.decision import Decision

@@ -33,7 +33,7 @@ from .wire.openai import ChatCompletionRequest, ChatMessage
 
 __all__ = ["LlmClassifier"]
 
-log = structlog.get_logger("memory_router.classifier")
+log = structlog.get_logger("memory_router.llm_classifier")
 
 _KEPT = 2048  # answers kept, one per distinct text
 _MAX_TOKENS = 8  # "implement" and a little room; a thinking model is asked not to think

@@ -15,10 +15,10 @@ from typing import Annotated, Any
 
 import typer
 
-from .errors import RouterError
-from .locations import user_data_dir
-from .misroutes import Suspect, counts, find_misroutes, parse_duration, recent
-from .settings import load_settings
+from ..errors import RouterError
+from ..locations import user_data_dir
+from ..misroutes import Suspect, counts, find_misroutes, parse_duration, recent
+from ..settings import load_settings
 
 __all__ = ["learn", "review"]
 
@@ -85,7 +85,7 @@ def review(
     ] = None,
 ) -> None:
     """List suspected misroutes in the decision log, each with why it is suspected."""
-    from .decision_log import read_records
+    from ..decision_log import read_records
 
     path = _log_path(log, config_dir)
     if not path.exists():
@@ -138,7 +138,7 @@ def learn(
     ] = None,
 ) -> None:
     """Add the confirmed candidates to your own examples and retrain."""
-    from .learn import LEARNED_EXAMPLES, LEARNED_WEIGHTS, add_examples, read_candidates, retrain
+    from ..learn import LEARNED_EXAMPLES, LEARNED_WEIGHTS, add_examples, read_candidates, retrain
 
     folder = data_dir or user_data_dir(os.environ)
     confirmed, unconfirmed, problems = read_candidates(file)

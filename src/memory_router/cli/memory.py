@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from .settings import Settings
+from ..settings import Settings
 
 __all__ = ["index", "search"]
 
@@ -19,8 +19,8 @@ ConfigDir = Annotated[
 
 
 def _settings(config_dir: Path | None) -> Settings:
-    from .logs import configure_logging
-    from .settings import load_settings
+    from ..logs import configure_logging
+    from ..settings import load_settings
 
     settings = load_settings(config_dir)
     # Logs go to stderr and stay out of the way of the output; warnings still show.
@@ -53,7 +53,7 @@ def index(
     )
     from rich.table import Table
 
-    from .memory.service import MemoryService
+    from ..memory.service import MemoryService
 
     settings = _settings(config_dir)
     memory = MemoryService(settings.config.memory, settings.config.ollama.base_url)
@@ -118,7 +118,7 @@ def search(
     """Search the indexed memory banks; best hits first."""
     from rich.console import Console
 
-    from .memory.service import MemoryService
+    from ..memory.service import MemoryService
 
     settings = _settings(config_dir)
     memory = MemoryService(settings.config.memory, settings.config.ollama.base_url)

@@ -13,9 +13,11 @@ from typing import Annotated, Any
 
 import typer
 
-from . import memory_cli, review_cli, status_cli
-from .errors import ConfigError, RouterError
-from .settings import ServerSettings, Settings, load_settings
+from ..errors import ConfigError, RouterError
+from ..settings import ServerSettings, Settings, load_settings
+from . import memory as memory_cli
+from . import review as review_cli
+from . import status as status_cli
 
 __all__ = ["app", "main"]
 
@@ -110,8 +112,8 @@ def serve(
     import structlog
     import uvicorn
 
-    from .api.app import create_app
-    from .logs import configure_logging
+    from ..api.app import create_app
+    from ..logs import configure_logging
 
     logging_settings = settings.config.logging
     configure_logging(logging_settings.level, logging_settings.json_logs)
@@ -171,8 +173,8 @@ def route(
     ] = True,
 ) -> None:
     """Print the routing decision for a request, without calling any model."""
-    from .service import RouterService
-    from .wire.openai import ChatCompletionRequest, parse_request
+    from ..service import RouterService
+    from ..wire.openai import ChatCompletionRequest, parse_request
 
     settings = _settings(config_dir)
     text = sys.stdin.read() if str(request_file) == "-" else request_file.read_text("utf-8")
@@ -216,7 +218,7 @@ def doctor(config_dir: ConfigDir = None) -> None:
 
 
 async def _doctor_rows(settings: Settings) -> list[tuple[str, bool, str]]:
-    from .backends.ollama import OllamaBackend
+    from ..backends.ollama import OllamaBackend
 
     where = f"{settings.config_dir} ({settings.config_source})"
     rows: list[tuple[str, bool, str]] = [("configuration", True, where)]
@@ -254,7 +256,7 @@ def _embedded_row(settings: Settings) -> tuple[str, bool, str]:
     mode = settings.config.embedded.mode
     if mode == "never":
         return ("embedded model", True, "disabled (mode never)")
-    from .backends.embedded import packaged_model_path
+    from ..backends.embedded import packaged_model_path
 
     try:
         path: Any = settings.config.embedded.model_path or packaged_model_path()

@@ -15,8 +15,8 @@ from typing import Annotated, Any
 
 import typer
 
-from .errors import RouterError
-from .settings import load_settings
+from ..errors import RouterError
+from ..settings import load_settings
 
 __all__ = ["status"]
 

@@ -35,7 +35,7 @@ from .settings import ModelSpec, RoutingSettings
 
 __all__ = ["Admission", "ResidencyMonitor", "declared_capabilities"]
 
-log = structlog.get_logger("memory_router.residency")
+log = structlog.get_logger("memory_router.monitor")
 
 _LOAD_LEARN = 0.5  # weight of a new load_duration against the running estimate
 _DRAIN_TIMEOUT_S = 600.0
