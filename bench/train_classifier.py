@@ -76,8 +76,16 @@ def accuracy(model: LearnedModel, examples: list[Example], embed: object) -> flo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=default_weights())
-    parser.add_argument("--c", type=float, nargs="*", default=[4.0, 8.0, 16.0])
+    parser.add_argument("--c", type=float, nargs="*", default=[8.0, 16.0, 32.0])
+    parser.add_argument(
+        "--balanced", choices=["no", "yes", "both"], default="both",
+        help="weigh every class the same in the loss (both: try each, keep the better on dev)",
+    )  # fmt: skip
     parser.add_argument("--no-examples", action="store_true", help="leave task_examples.yaml out")
+    parser.add_argument(
+        "--with-candidates", action="store_true",
+        help="train on the corpus's candidate writers too (splits.yaml: candidates)",
+    )  # fmt: skip
     args = parser.parse_args()
 
     from memory_router.memory.onnx_embedder import OnnxEmbedder
@@ -85,17 +93,22 @@ def main() -> None:
     started = time.perf_counter()
     embed = OnnxEmbedder(graph="fp32").embed_documents
     train, dev = features("train"), features("dev")
+    if args.with_candidates:
+        train += features("candidates")
     if not args.no_examples:
         train += shipped_examples()
     print(f"train {len(train)} {dict(Counter(e.label for e in train))}")
     print(f"dev {len(dev)} {dict(Counter(e.label for e in dev))}")
     best: tuple[float, LearnedModel] | None = None
-    for c in args.c:
-        model = fit(train, dev, embed, c=c, meta={"corpus": corpus_digest()})
-        score = accuracy(model, dev, embed) if dev else 0.0
-        print(f"C={c}: dev accuracy {score:.1%}, temperature {model.temperature}")
-        if best is None or score > best[0]:
-            best = (score, model)
+    weighings = {"no": [False], "yes": [True], "both": [False, True]}[args.balanced]
+    for balanced in weighings:
+        for c in args.c:
+            model = fit(train, dev, embed, c=c, balanced=balanced, meta={"corpus": corpus_digest()})
+            score = accuracy(model, dev, embed) if dev else 0.0
+            print(f"C={c} balanced={balanced}: dev accuracy {score:.1%}, "
+                  f"temperature {model.temperature}")  # fmt: skip
+            if best is None or score > best[0]:
+                best = (score, model)
     assert best is not None
     model = best[1]
     model.meta["dev_accuracy"] = round(best[0], 4)
@@ -105,6 +118,7 @@ def main() -> None:
         print(f"wrote {base_set()} ({base_set().stat().st_size / 1024:.0f} KiB)")
     size = args.out.stat().st_size
     print(f"wrote {args.out} ({size / 1024:.0f} KiB), C={model.meta['c']}, "
+          f"balanced={model.meta['balanced']}, "
           f"{time.perf_counter() - started:.0f} s")  # fmt: skip
 
 

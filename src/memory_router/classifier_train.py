@@ -119,9 +119,11 @@ def fit(
     embed: Embed | None,
     *,
     c: float = 4.0,
+    balanced: bool = False,
     meta: dict[str, Any] | None = None,
 ) -> LearnedModel:
-    """Weights for ``train``, the temperature fitted on ``held_out``."""
+    """Weights for ``train``, the temperature fitted on ``held_out``. ``balanced``: each
+    class weighs the same in the loss however many examples it has."""
     import numpy as np
     from scipy.sparse import vstack
     from sklearn.linear_model import LogisticRegression
@@ -133,7 +135,9 @@ def fit(
     if with_emb is not None:
         x = vstack([x, _matrix(train, None)], format="csr")  # and without the embedder
     y = [index[e.label] for e in train] * (2 if with_emb is not None else 1)
-    model = LogisticRegression(C=c, max_iter=3000, tol=1e-6)
+    model = LogisticRegression(
+        C=c, max_iter=3000, tol=1e-6, class_weight="balanced" if balanced else None
+    )
     model.fit(x, y)
     coef = model.coef_.T.astype(np.float32)  # (features, classes)
     grams = 1 << NGRAM_BITS
@@ -163,6 +167,7 @@ def fit(
         "classes": list(classes),
         "temperature": temperature,
         "c": c,
+        "balanced": balanced,
         "train_examples": len(train),
         **(meta or {}),
     }
