@@ -8,6 +8,7 @@ reference machine twice, loads and tokens sped up).
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -280,3 +281,66 @@ def test_a_model_removed_from_a_host_after_start_up_is_served_by_the_pool(
     assert chats(there) == [CODER]
     fallback = named.headers["x-router-fallback"]
     assert "not pulled" in fallback and "404" in fallback
+
+
+def test_a_host_killed_mid_run_loses_no_request_that_had_not_started_streaming(
+    make_router: RouterFactory,
+) -> None:
+    slow = quick_reference()
+    slow.token_delay_s = 0.05  # ~3 s an answer: the kill lands mid-stream
+    slow.default_content = " ".join(f"w{i}" for i in range(60))
+    with OllamaEmulator(slow) as here, OllamaEmulator(slow) as there:
+        router = make_router(
+            here.base_url, models(coder=["ollama", "gpu2"]), ollama_hosts=[gpu2(there)],
+            routing={"failover": {"backoff_s": 0.01}, "queue": {"max_waiting_per_model": 8}},
+        )  # fmt: skip
+        results: dict[int, dict[str, Any]] = {}
+
+        def one(i: int) -> None:
+            body = {"model": CODER, "stream": True, "messages": [CODE]}
+            first_at, lines = None, []
+            with httpx.stream(
+                "POST", router.base_url + "/v1/chat/completions", json=body, timeout=60
+            ) as response:
+                for line in response.iter_lines():
+                    if first_at is None and '"content":"w' in line:
+                        first_at = time.monotonic()
+                    lines.append(line)
+            results[i] = {"first_at": first_at, "lines": lines, "headers": dict(response.headers)}
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(6)]
+        for thread in threads:
+            thread.start()
+            time.sleep(0.05)
+        time.sleep(0.8)
+        killed_at = time.monotonic()
+        here.stop()
+        for thread in threads:
+            thread.join(60)
+        assert not any(thread.is_alive() for thread in threads), "a stream hung"
+    words = slow.default_content.split()
+    cut = served = 0
+    for result in results.values():
+        data = [json.loads(x[6:]) for x in result["lines"] if x.startswith("data: {")]
+        errors = [d["error"] for d in data if "error" in d]
+        text = "".join(
+            d["choices"][0]["delta"].get("content") or "" for d in data if d.get("choices")
+        )
+        assert [x for x in result["lines"] if x][-1] == "data: [DONE]"
+        if errors:  # only a stream that had started before the kill may end in an error
+            assert result["first_at"] is not None and result["first_at"] < killed_at
+            cut += 1
+        else:
+            assert text.split() == words
+            served += 1
+    assert cut >= 1 and cut + served == 6
+    # Work queued on the dead host moved to the other one: said in the headers, or in an SSE
+    # comment when the headers had gone out while it waited.
+    moved = [
+        r
+        for r in results.values()
+        if "x-router-fallback" in r["headers"]
+        or any(x.startswith(": fallback") for x in r["lines"])
+    ]
+    assert moved and all("cannot reach" in str(r) for r in moved)
+    assert len(chats(there)) >= served

@@ -508,3 +508,28 @@ def test_a_named_model_gets_the_routed_rules() -> None:
     assert "loads ~9.9s at num_ctx 32768, evicting qwen3:30b-a3b" in evicting.reasons[-1]
     with pytest.raises(ContextLengthExceeded, match="keeps pinned"):
         direct(coder, 3000, 4096, view(resident(FAST, pinned=True)), config)
+
+
+def test_a_pool_spreads_concurrent_work_and_keeps_a_session_on_its_host() -> None:
+    coder = CATALOG_BY_NAME[CODER]
+    pool = [coder.model_copy(update={"backend": host}) for host in ("ollama", "gpu2")]
+    config = RoutingSettings()
+
+    def on(busy_here: int, busy_there: int) -> View:
+        return View(
+            snapshots={
+                "ollama": Snapshot(BUDGET, (resident(CODER, in_flight=busy_here),)),
+                "gpu2": Snapshot(BUDGET, (resident(CODER, in_flight=busy_there),)),
+            },
+            profiles=profiles(),
+        )
+
+    idle = choose("implement", 3000, 4096, pool, on(0, 0), config)
+    assert idle.backend == "ollama"  # equal: the first host of the pool
+    assert choose("implement", 3000, 4096, pool, on(1, 0), config).backend == "gpu2"
+    assert choose("implement", 3000, 4096, pool, on(2, 1), config).backend == "gpu2"
+    assert choose("implement", 3000, 4096, pool, on(1, 2), config).backend == "ollama"
+    # A session in its tool loop stays where it runs while that host holds the model.
+    session = SessionChoice(CODER, "implement", 32768, backend="gpu2")
+    kept = choose("implement", 3000, 4096, pool, on(0, 1), config, (), session)
+    assert kept.backend == "gpu2"

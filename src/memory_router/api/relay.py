@@ -105,8 +105,9 @@ async def relay(
     except BaseException:
         run.close()
         raise
-    body = _sse(primed, encoder, run, keepalive_s)
-    return SSEResponse(body, headers=run.headers(), on_close=lambda gone: run.close(gone))
+    headers = run.headers()
+    body = _sse(primed, encoder, run, keepalive_s, told="x-router-fallback" in headers)
+    return SSEResponse(body, headers=headers, on_close=lambda gone: run.close(gone))
 
 
 async def _collect(events: AsyncGenerator[Event, None], collector: Collector) -> None:
@@ -116,8 +117,13 @@ async def _collect(events: AsyncGenerator[Event, None], collector: Collector) ->
 
 
 async def _sse(
-    primed: Primed, encoder_for: Callable[[str], StreamEncoder], run: Run, keepalive_s: float
+    primed: Primed,
+    encoder_for: Callable[[str], StreamEncoder],
+    run: Run,
+    keepalive_s: float,
+    told: bool,
 ) -> AsyncGenerator[bytes, None]:
+    """``told``: the headers already said the answer comes from a fallback."""
     encoder = encoder_for(run.decision.model)
     try:
         first = encoder.start()
@@ -129,8 +135,8 @@ async def _sse(
             if first_event is None:
                 yield sse.comment("waiting for the model to load")
                 continue
-            if run.fallback is not None and run.decision.model != encoder.model:
-                # The headers named the model decided on; the answer comes from another.
+            if run.fallback is not None and not told:
+                # The headers named the model (or host) decided on; another one answers.
                 yield sse.comment(f"fallback: {run.fallback}")
             for chunk in encoder.encode(first_event):
                 yield chunk

@@ -256,6 +256,26 @@ def _avoided(spec: ModelSpec, avoid: Mapping[str, str]) -> str | None:
     return avoid.get(spec.backend) or avoid.get(f"{spec.backend}/{spec.name}")
 
 
+def _spread(options: list[_Option], view: View, settings: RoutingSettings) -> None:
+    """A model a pool serves from several hosts: charge each host's placement the wait behind
+    the requests already running or queued there, so concurrent sessions spread over the
+    pool instead of queueing on one host (a load elsewhere is worth it when the wait is
+    longer)."""
+    hosts: dict[str, int] = {}
+    for option in options:
+        hosts[option.spec.name] = hosts.get(option.spec.name, 0) + 1
+    for i, option in enumerate(options):
+        if hosts[option.spec.name] < 2:
+            continue
+        snapshot = view.snapshots.get(option.spec.backend)
+        resident = snapshot.find(option.spec.name) if snapshot is not None else None
+        if resident is None or not resident.in_flight:
+            continue
+        wait_s = resident.in_flight * view.busy_s.get(option.spec.name, BUSY_WAIT_S)
+        cost = settings.load_cost_per_s * wait_s
+        options[i] = replace(option, cost=option.cost + cost, score=option.score - cost)
+
+
 def _sorted(names: frozenset[str]) -> tuple[str, ...]:
     return tuple(sorted(names))
 
@@ -417,6 +437,8 @@ def choose(
             rejected.append(Candidate(spec.name, spec.backend, fit, spec.num_ctx, False, 0.0))
         else:
             options.append(option)
+    if len(options) > len({o.spec.name for o in options}):
+        _spread(options, view, settings)
     down = _on_silent_hosts(options, view)
     if down:
         options = [o for o in options if all(o is not d for d in down)]
