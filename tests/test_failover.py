@@ -17,7 +17,9 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from typer.testing import CliRunner
 
+from memory_router.cli import app
 from memory_router.decision_log import read_records
 from tests.conftest import REPO, RouterFactory, RouterThread
 from tests.ollama_emulator import OllamaEmulator, Script
@@ -196,6 +198,12 @@ def test_a_dead_host_cools_down_and_a_probe_brings_it_back(
     assert ready["failing"]["gpu2"]["cooling"]
     assert any("gpu2 is skipped" in note for note in ready["notes"])
     assert metric(router, 'memory_router_cooling_down{key="gpu2"}') == 1
+    shown = CliRunner().invoke(
+        app, ["status", "--url", router.base_url, "--config-dir", str(router.settings.config_dir)],
+        env={"COLUMNS": "200"},
+    )  # fmt: skip
+    assert shown.exit_code == 0, shown.output
+    assert "cooling down: gpu2, 3 failures in a row" in shown.output
     # While it cools down, nothing is sent to it.
     assert ask(router, CODE, **direct).status_code == 200
     assert chats(here) == [CODER, CODER]

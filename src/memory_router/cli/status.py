@@ -115,6 +115,14 @@ def status(
         console.print(f"  [yellow]{note}[/]")
     for missing in ready.get("missing_models", []):
         console.print(f"  [red]missing: {missing}[/]")
+    for key, failing in sorted((ready.get("failing") or {}).items()):
+        if failing.get("cooling"):
+            console.print(
+                f"  [red]cooling down: {key}[/], {failing['failures']} failures in a row, "
+                f"{failing['cooldown_left_s']:.0f} s left (last: {failing['last_error']})"
+            )
+        else:
+            console.print(f"  [yellow]failing: {key}[/], {failing['failures']} in a row")
     table = Table("model", "context", "takes", "resident", "in flight", "answered", "tokens in/out")
     for item in models[1:]:  # the virtual model first, then the concrete ones
         row = seen.get(item["id"], {})
