@@ -97,8 +97,8 @@ class Metrics:
         answered, took, prompt, completion = children
         answered.inc()
         took.observe(seconds)
-        decide_ms = decision.signals.get("decide_ms")
-        if isinstance(decide_ms, int | float):
+        decide_ms = decision.decide_ms
+        if decide_ms is not None:
             self.decide.observe(decide_ms / 1000)
         if decision.loads:
             self.loads.labels(model).inc()

@@ -111,7 +111,7 @@ class Run:
         self._watch: ReplyWatch | None = None
         if decision.session is not None and decision.task not in (None, "meta"):
             # A routed turn's answer: does it keep its session working (``contested``)?
-            self._watch = ReplyWatch(decision.signals.get("tool_style") == "xml")
+            self._watch = ReplyWatch(decision.tool_style == "xml")
 
     def headers(self) -> dict[str, str]:
         decision = self.decision

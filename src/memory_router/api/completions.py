@@ -30,7 +30,7 @@ async def chat_completions(request: Request) -> Response:
     service: RouterService = request.app.state.service
     chat = parse_request(ChatCompletionRequest, await read_json(request))
     run = await service.open_chat(chat)
-    request.app.state.memory.observe(run.decision.signals.get("workspace"))
+    request.app.state.memory.observe(run.decision.workspace)
     response_id = new_id("chatcmpl")
     return await relay(
         request,

@@ -59,6 +59,12 @@ class Decision:
     needs: frozenset[str] = frozenset()
     """Capabilities the request needs (images, tools, a suffix)."""
     session: str | None = None
+    workspace: str | None = None
+    """The workspace the request names (Cline's working directory), if any."""
+    tool_style: str | None = None
+    """How the client sends tools: ``native`` (tool calls) or ``xml`` (in the text)."""
+    decide_ms: float | None = None
+    """How long the decision took (routed requests)."""
 
     def reason_header(self) -> str:
         """A one-line summary for the ``x-router-reason`` header (ASCII, no newlines)."""

@@ -470,14 +470,16 @@ class RoutingEngine:
                     self._corrected(view), self.settings, signals=decision.signals,
                     needs=decision.needs,
                 )  # fmt: skip
-                return replace(chosen, reasons=(*why, *chosen.reasons))
-            return choose(
-                decision.task, decision.prompt_tokens, decision.output_tokens, catalog,
-                self._corrected(view), self.settings, why, session_key=decision.session,
-                signals=decision.signals, needs=decision.needs,
-            )  # fmt: skip
+                chosen = replace(chosen, reasons=(*why, *chosen.reasons))
+            else:
+                chosen = choose(
+                    decision.task, decision.prompt_tokens, decision.output_tokens, catalog,
+                    self._corrected(view), self.settings, why, session_key=decision.session,
+                    signals=decision.signals, needs=decision.needs,
+                )  # fmt: skip
         except RouterError:
             return None  # no other model holds it, or takes what it needs
+        return replace(chosen, workspace=decision.workspace, tool_style=decision.tool_style)
 
     def decide_direct(
         self, spec: ModelSpec, prompt_tokens: int, output_tokens: int, view: View,
@@ -565,7 +567,12 @@ class RoutingEngine:
             likely=classification.likely(),
             bank_read=signals.memory.phase == "read" and not signals.user_spoke,
         )  # fmt: skip
+        ms = round((time.perf_counter() - started) * 1000, 3)
+        record["decide_ms"] = ms
+        # The decision as made, complete: nothing changes it from here on.
+        decision = replace(
+            decision, decide_ms=ms, workspace=workspace, tool_style=signals.tool_style
+        )
         if remember:
             self.remember(key, decision, workspace, opening)
-        record["decide_ms"] = round((time.perf_counter() - started) * 1000, 3)
         return decision
