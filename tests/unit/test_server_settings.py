@@ -89,6 +89,7 @@ class Recorded:
         monkeypatch.setattr(memory_router.api.app, "create_app", lambda settings: object())
 
     def _ran(self, server: uvicorn.Server) -> None:
+        server.started = True  # as a server that bound its port and ran until stopped
         config = server.config
         self.runs.append(
             {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import json
 import math
@@ -161,7 +162,12 @@ def serve(
         # so a client never reuses one the router is closing.
         timeout_keep_alive=server.keep_alive_s,
     )
-    Server(config).run()
+    served = Server(config)
+    # Ctrl-C (SIGINT) after the drain is a clean stop, as uvicorn.run treats it.
+    with contextlib.suppress(KeyboardInterrupt):
+        served.run()
+    if not served.started:
+        sys.exit(3)  # uvicorn's start-up failure code: the port is taken, say
 
 
 @app.command()
