@@ -22,7 +22,7 @@ from ..memory.service import MemoryService
 from ..service import RouterService
 from ..settings import Settings
 from . import completions, embeddings, memory, ops
-from .relay import JSONBytes
+from .deps import JSONBytes
 
 __all__ = ["create_app"]
 

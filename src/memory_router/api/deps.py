@@ -9,11 +9,12 @@ import orjson
 import structlog
 from fastapi import Depends, Request
 from starlette.requests import ClientDisconnect
+from starlette.responses import Response
 
 from ..errors import AuthenticationFailed, ClientGone, InvalidRequest, PayloadTooLarge
 from ..service import RouterService
 
-__all__ = ["MAX_JSON_DEPTH", "Authorized", "Service", "read_json"]
+__all__ = ["MAX_JSON_DEPTH", "Authorized", "JSONBytes", "Service", "read_json"]
 
 log = structlog.get_logger("memory_router.api")
 
@@ -21,6 +22,15 @@ MAX_JSON_DEPTH = 64
 """How deep a request body's arrays and objects may nest. A JSON schema a client sends as a
 tool's parameters is passed on to the backend, and orjson refuses to encode past 254 levels:
 a body deeper than that used to fail as a 500 on the way out. Real schemas stay under 20."""
+
+
+class JSONBytes(Response):
+    """A JSON response rendered by orjson (several times faster than the standard one)."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
 
 
 async def get_service(request: Request) -> RouterService:

@@ -23,8 +23,7 @@ from ..memory.service import MemoryService
 from ..service import RouterService
 from ..tokens import count_tokens
 from ..wire.openai import parse_request
-from .deps import Authorized, read_json
-from .relay import JSONBytes
+from .deps import Authorized, JSONBytes, read_json
 
 __all__ = ["LOCAL_MODEL", "router"]
 

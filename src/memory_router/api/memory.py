@@ -14,8 +14,7 @@ from starlette.responses import Response
 from ..errors import MemoryDisabled
 from ..memory.service import MemoryService
 from ..wire.openai import parse_request
-from .deps import Authorized, read_json
-from .relay import JSONBytes
+from .deps import Authorized, JSONBytes, read_json
 
 __all__ = ["disabled_router", "router"]
 

@@ -13,8 +13,7 @@ from ..errors import ModelNotFound
 from ..fleet import Fleet
 from ..metrics import CONTENT_TYPE
 from ..wire.openai import ChatCompletionRequest, parse_request
-from .deps import Authorized, Service, read_json
-from .relay import JSONBytes
+from .deps import Authorized, JSONBytes, Service, read_json
 
 __all__ = ["model_list", "router"]
 
