@@ -28,6 +28,7 @@ from .fleet import Fleet, Readiness
 from .llm_classifier import LlmClassifier
 from .metrics import Metrics
 from .pipeline import Run
+from .recent import Recent
 from .routing.decision import Decision
 from .routing.engine import RoutingEngine
 from .routing.policy import need_param, what_needs
@@ -86,6 +87,8 @@ class RouterService:
         self.after = AfterResponse()
         """Records and log lines of answered requests, written in batches."""
         self.metrics = Metrics(self.fleet, lambda: self.classifier)
+        self.recent = Recent(500)
+        """The last answered requests, compact, for the dashboard."""
         self.classifier: LlmClassifier | None = None
         """The optional LLM classifier; ``start`` sets it up when one is configured."""
         self.open_runs: set[Run] = set()
@@ -349,6 +352,7 @@ class RouterService:
             ms=ms,
         )
         self.metrics.observe(decision, finish, run.outcome, seconds)
+        self.recent.add(run, ms)
         if run.tool_report is not None:
             self.metrics.checked_tools(run.tool_report)
             if run.tool_report["invalid"] or run.tool_report["unchecked"]:

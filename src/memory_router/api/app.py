@@ -21,7 +21,7 @@ from ..errors import InvalidRequest, ModelNotFound, RouterError
 from ..memory.service import MemoryService
 from ..service import RouterService
 from ..settings import Settings
-from . import completions, embeddings, memory, ops
+from . import completions, dashboard, embeddings, memory, ops
 from .deps import JSONBytes
 
 __all__ = ["create_app"]
@@ -222,6 +222,7 @@ def create_app(settings: Settings, service: RouterService | None = None) -> Fast
     # Off: every /v1/memory/* answers memory_disabled, and nothing opens the store.
     app.include_router(memory.router if settings.config.memory.enabled else memory.disabled_router)
     app.include_router(embeddings.router)
+    app.include_router(dashboard.router)
     if settings.config.server.cors_origins:
         return app
     return HotPath(app, {route.path: route.endpoint for route in completions.routes})
