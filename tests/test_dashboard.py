@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from memory_router.recent import MINUTES, QUEUE_SIZE, Recent
 from tests.conftest import RouterFactory, RouterThread
 from tests.ollama_emulator import OllamaEmulator
 
@@ -119,6 +120,9 @@ def test_events_deliver_a_decision_within_two_seconds(
     assert decisions, "no decision event within 2 s"
     row, at = decisions[0]
     assert row["model"] == model and at - sent < 2.0
+    # The listener has hung up: its queue is gone from the service's ring.
+    recent: Recent = router.server.config.app.state.service.recent
+    wait_for(lambda: not recent._subscribers, timeout=5)
 
 
 def test_state_and_events_need_the_key_when_keys_are_set(
@@ -138,3 +142,36 @@ def test_state_and_events_need_the_key_when_keys_are_set(
         assert reply.status_code == 200
         first = next(reply.iter_lines())
         assert first == "event: state"
+
+
+def row(model: str, t: float, load_s: float | None = None) -> dict[str, Any]:
+    return {"t": t, "model": model, "caused_load": load_s is not None, "load_s": load_s}
+
+
+def test_ring_keeps_the_newest_rows_and_an_hour_of_minutes() -> None:
+    now = [10_000 * 60.0]
+    recent = Recent(3, clock=lambda: now[0])
+    for i in range(5):
+        recent.append(row("a", now[0] - 120 + i, load_s=2.0 if i == 0 else None))
+    recent.append(row("b", now[0], load_s=1.5))
+    assert len(recent) == 3
+    assert [r["model"] for r in recent.last(2)] == ["b", "a"]
+    chart = recent.per_minute()
+    assert chart["step_s"] == 60 and len(chart["models"]["a"]["requests"]) == MINUTES
+    assert sum(chart["models"]["a"]["requests"]) == 5
+    assert sum(chart["models"]["a"]["load_s"]) == 2.0  # only rows that caused a load
+    assert chart["models"]["b"]["requests"][-1] == 1 and chart["models"]["b"]["load_s"][-1] == 1.5
+    now[0] += 2 * MINUTES * 60  # two hours on: the old minutes drop out
+    recent.append(row("b", now[0]))
+    assert set(recent.per_minute()["models"]) == {"b"}
+
+
+async def test_a_slow_subscriber_loses_rows_and_never_blocks() -> None:
+    recent = Recent(10)
+    queue = recent.subscribe()
+    for i in range(QUEUE_SIZE + 5):
+        recent.append(row("a", 60.0 * i))
+    assert queue.qsize() == QUEUE_SIZE and recent.dropped == 5
+    recent.unsubscribe(queue)
+    recent.append(row("a", 0.0))
+    assert queue.qsize() == QUEUE_SIZE

@@ -100,15 +100,18 @@ class Recent:
         load_s = row.get("load_s")
         if row.get("caused_load") and isinstance(load_s, int | float):
             counts[1] += load_s
-        if len(self._minutes) > MINUTES:
-            oldest = minute - MINUTES + 1
-            for key in [key for key in self._minutes if key < oldest]:
-                del self._minutes[key]
+        self._prune(minute)
         for queue in self._subscribers:
             try:
                 queue.put_nowait(row)
             except asyncio.QueueFull:
                 self.dropped += 1
+
+    def _prune(self, minute: int) -> None:
+        """Forget the minutes before the hour that ends at ``minute``."""
+        oldest = minute - MINUTES + 1
+        for key in [key for key in self._minutes if key < oldest]:
+            del self._minutes[key]
 
     def last(self, count: int) -> list[dict[str, Any]]:
         """The newest ``count`` rows, newest first."""
@@ -120,6 +123,7 @@ class Recent:
         """The last hour, minute by minute (oldest first): requests and load seconds by model."""
         now = int(self._clock() // 60)
         minutes = list(range(now - MINUTES + 1, now + 1))
+        self._prune(now)
         models = sorted({model for counts in self._minutes.values() for model in counts})
         series: dict[str, dict[str, list[float]]] = {}
         for model in models:
