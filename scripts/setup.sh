@@ -55,4 +55,26 @@ if (( DEV )); then
     else
         echo "setup: npm not found: the Cline end-to-end test will be skipped" >&2
     fi
+
+    # The dashboard's browser test drives the system's Chromium through Playwright (no
+    # `playwright install`): Debian's package, installed when apt-get can be used here.
+    no_chromium() {
+        echo "setup: /usr/bin/chromium missing ($1): the dashboard's browser test will be skipped" >&2
+    }
+    as_root=""
+    if [[ $(id -u) -ne 0 ]]; then as_root="sudo -n"; fi
+    if [[ -x /usr/bin/chromium ]]; then
+        echo "setup: chromium present"
+    elif ! command -v apt-get >/dev/null; then
+        no_chromium "no apt-get here; install Chromium at /usr/bin/chromium yourself"
+    elif [[ -n "$as_root" ]] && ! { command -v sudo >/dev/null && sudo -n true 2>/dev/null; }; then
+        no_chromium "not root and no password-less sudo: run sudo apt-get install -y chromium"
+    else
+        echo "setup: installing chromium with apt-get (for the dashboard's browser test)"
+        apt=($as_root env DEBIAN_FRONTEND=noninteractive apt-get -qq)
+        "${apt[@]}" install -y chromium >/dev/null 2>&1 \
+            || { "${apt[@]}" update >/dev/null 2>&1 \
+                && "${apt[@]}" install -y chromium >/dev/null 2>&1; } \
+            || no_chromium "apt-get install -y chromium failed"
+    fi
 fi
