@@ -9,6 +9,8 @@ DEV=0
 PYTHON="${PYTHON:-python3}"
 VENV=.venv
 CLINE_VERSION=3.0.65
+AIDER_VERSION=0.86.2
+CONTINUE_VERSION=1.5.47
 
 if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
     echo "setup: Python 3.11 or newer is needed (found: $("$PYTHON" --version 2>&1))." >&2
@@ -54,6 +56,34 @@ if (( DEV )); then
             "cline@$CLINE_VERSION" >/dev/null
     else
         echo "setup: npm not found: the Cline end-to-end test will be skipped" >&2
+    fi
+
+    # aider and the Continue CLI, real clients for tests/e2e/test_cli_clients.py. aider gets
+    # a venv of its own: its exact pins would clash with ours.
+    aider_dir=.tools/aider
+    if [[ -x "$aider_dir/bin/aider" ]] \
+        && compgen -G "$aider_dir/lib/python3*/site-packages/aider_chat-$AIDER_VERSION.dist-info" >/dev/null; then
+        echo "setup: aider $AIDER_VERSION present"
+    else
+        echo "setup: installing aider-chat==$AIDER_VERSION into $aider_dir"
+        mkdir -p .tools
+        { [[ -x "$aider_dir/bin/python" ]] || "$PYTHON" -m venv "$aider_dir"; } \
+            && "$aider_dir/bin/python" -m pip --disable-pip-version-check install --quiet \
+                "aider-chat==$AIDER_VERSION" >.tools/aider-install.log 2>&1 \
+            && rm -f .tools/aider-install.log \
+            || echo "setup: installing aider failed (see .tools/aider-install.log): its end-to-end test will be skipped" >&2
+    fi
+    continue_dir=.tools/continue
+    if [[ -x "$continue_dir/node_modules/.bin/cn" ]] \
+        && grep -q "\"version\": \"$CONTINUE_VERSION\"" "$continue_dir/node_modules/@continuedev/cli/package.json"; then
+        echo "setup: continue cli $CONTINUE_VERSION present"
+    elif command -v npm >/dev/null; then
+        echo "setup: installing @continuedev/cli@$CONTINUE_VERSION from npm into $continue_dir"
+        mkdir -p "$continue_dir"
+        npm install --prefix "$continue_dir" --no-audit --no-fund --loglevel=error \
+            "@continuedev/cli@$CONTINUE_VERSION" >/dev/null
+    else
+        echo "setup: npm not found: the Continue CLI end-to-end test will be skipped" >&2
     fi
 
     # The dashboard's browser test drives the system's Chromium through Playwright (no
