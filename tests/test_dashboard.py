@@ -68,7 +68,11 @@ def test_state_shows_the_loaded_model_and_the_decision(
 
     def shown() -> bool:
         body = state()
-        resident = [r["model"] for r in body["residency"].get("ollama", {}).get("resident", [])]
+        resident = [
+            r["model"]
+            for r in body["residency"].get("ollama", {}).get("resident", [])
+            if r["expires_at"]  # read back from Ollama's /api/ps, not only planned
+        ]
         return model in resident and bool(body["recent"])
 
     wait_for(shown, timeout=5, step=0.1)
@@ -77,7 +81,9 @@ def test_state_shows_the_loaded_model_and_the_decision(
     assert host["budget"]["vram_bytes"] == 16 * 1024**3
     loaded = next(r for r in host["resident"] if r["model"] == model)
     assert loaded["num_ctx"] > 0 and loaded["size"] > 0
+    assert loaded["expires_at"].startswith("20")  # Ollama's RFC 3339 expiry
     row = body["recent"][0]
+    assert row["client"].startswith("python-httpx/")  # who sent it: its User-Agent
     assert row["model"] == model and row["backend"] == "ollama"
     assert row["request_id"] == request_id
     assert row["outcome"] == "ok" and row["class"] == "chat"

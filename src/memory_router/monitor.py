@@ -248,6 +248,7 @@ class ResidencyMonitor:
                         pinned=_pinned_now(item.expires_at)
                         or (model in self.catalog and _pinned(self.catalog[model])),
                         warm=model in self.catalog and self.catalog[model].warm,
+                        expires_at=item.expires_at,
                     )
                 )
                 if num_ctx and model in self.profiles:
@@ -333,6 +334,7 @@ class ResidencyMonitor:
                     else r.idle_s,
                     pinned=r.pinned,
                     warm=r.warm,
+                    expires_at=r.expires_at,
                 )
                 for r in host.loaded
             )

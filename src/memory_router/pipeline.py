@@ -105,6 +105,8 @@ class Run:
         """``ok``, ``fallback`` (answered by the next choice), ``client_gone`` or
         ``error:<status>``; set as the events end."""
         self.started = time.perf_counter()
+        self.client: str | None = None
+        """Who sent it (the client's User-Agent), for the dashboard."""
         self._closed = False
         self._ended = False
         self._task: asyncio.Task[Any] | None = None

@@ -54,6 +54,7 @@ def row_of(run: Run, ms: float) -> dict[str, Any]:
         "t": round(time.time(), 3),
         "request_id": request_id if isinstance(request_id, str) else None,
         "routed": decision.routed,
+        "client": run.client,
         "tool_style": decision.tool_style or decision.signals.get("tool_style"),
         "class": decision.task,
         "class_via": decision.signals.get("class_via"),

@@ -305,6 +305,7 @@ async def chat_completions(request: Request) -> Response:
     service: RouterService = request.app.state.service
     chat = parse_request(ChatCompletionRequest, await read_json(request))
     run = await service.open_chat(chat)
+    run.client = request.headers.get("user-agent", "")[:80] or None
     request.app.state.memory.observe(run.decision.workspace)
     response_id = new_id("chatcmpl")
     return await relay(
@@ -324,6 +325,7 @@ async def completions(request: Request) -> Response:
     service: RouterService = request.app.state.service
     completion = parse_request(CompletionRequest, await read_json(request))
     run = service.open_completion(completion)
+    run.client = request.headers.get("user-agent", "")[:80] or None
     response_id = new_id("cmpl")
     return await relay(
         request,

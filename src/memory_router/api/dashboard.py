@@ -123,6 +123,7 @@ def _residency(service: RouterService) -> dict[str, Any]:
                     "in_flight": r.in_flight,
                     "pinned": r.pinned,
                     "warm": r.warm,
+                    "expires_at": r.expires_at,
                 }
                 for r in snapshot.resident
             ],

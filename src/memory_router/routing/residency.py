@@ -78,6 +78,8 @@ class Resident:
     """keep_alive -1: the user wants it kept; the router never evicts it."""
     warm: bool = False
     """Kept in preference (``ModelSpec.warm``): evicting it costs its full reload."""
+    expires_at: str | None = None
+    """When Ollama unloads it if unused (``/api/ps``), for display."""
 
 
 @dataclass(frozen=True, slots=True)
