@@ -8,8 +8,9 @@ would reach the internet at start (update checks, analytics, model metadata) tur
 
 from __future__ import annotations
 
-import json
 import os
+import re
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -54,6 +55,18 @@ def offline_env(home: Path, **extra: str) -> dict[str, str]:
     }
 
 
+GUIDE = Path(__file__).resolve().parents[2] / "docs" / "ide-setup.md"
+DOC_URL = "http://localhost:8000/v1"
+
+
+def guide_block(name: str) -> str:
+    """The fenced block that follows ``<!-- snippet: NAME -->`` in docs/ide-setup.md."""
+    text = GUIDE.read_text(encoding="utf-8")
+    found = re.search(rf"<!-- snippet: {name} -->\s*\n```\w*\n(.*?)\n```", text, re.DOTALL)
+    assert found is not None, f"no block marked `<!-- snippet: {name} -->` in {GUIDE}"
+    return found.group(1)
+
+
 def chats(emulator: OllamaEmulator) -> list[object]:
     return [r for r in emulator.requests if r.path == "/api/chat"]
 
@@ -79,24 +92,28 @@ def test_aider_asks_the_router(
     (project / "hello.py").write_text('print("hello")\n', encoding="utf-8")
     for git in (["init", "-q"], ["config", "user.name", "t"], ["config", "user.email", "t@t"]):
         subprocess.run(["git", *git], cwd=project, check=True)
-    # Aider fetches litellm's model price map from GitHub for a model it has no metadata
-    # for; metadata of its own keeps it from looking. LITELLM_LOCAL_MODEL_COST_MAP does the
-    # same for litellm's copy.
-    metadata = tmp_path / "model-metadata.json"
-    metadata.write_text(json.dumps({"openai/cline-memory-router": {
-        "max_input_tokens": 32768, "max_output_tokens": 4096, "max_tokens": 4096,
-        "input_cost_per_token": 0, "output_cost_per_token": 0,
-        "litellm_provider": "openai", "mode": "chat",
-    }}))  # fmt: skip
-    env = offline_env(home, LITELLM_LOCAL_MODEL_COST_MAP="True")
+    # The guide's aider set-up as written: its environment, command and metadata file. Its
+    # metadata also keeps aider from fetching litellm's price map from GitHub for a model it
+    # does not know; LITELLM_LOCAL_MODEL_COST_MAP does the same for litellm's own copy.
+    (project / ".aider.model.metadata.json").write_text(
+        guide_block("aider-metadata"), encoding="utf-8"
+    )
+    exports, command = {}, []
+    for line in guide_block("aider-command").splitlines():
+        if line.startswith("export "):
+            key, _, value = line.removeprefix("export ").partition("=")
+            exports[key] = value.replace(DOC_URL, router.base_url + "/v1")
+        elif line.strip():
+            command = shlex.split(line)
+    assert exports.keys() == {"OPENAI_API_BASE", "OPENAI_API_KEY"} and command[0] == "aider"
+    env = offline_env(home, LITELLM_LOCAL_MODEL_COST_MAP="True", **exports)
     result = run(
-        [str(AIDER), "--model", "openai/cline-memory-router",
-         "--openai-api-base", router.base_url + "/v1", "--openai-api-key", "x",
+        [str(AIDER), *command[1:],
+         # the test's own: no prompts, no network, no edits, one message
          "--no-show-model-warnings", "--no-check-update", "--no-show-release-notes",
          "--analytics-disable", "--no-analytics", "--yes-always", "--no-auto-commits",
          "--no-gitignore", "--no-pretty", "--no-fancy-input", "--no-detect-urls",
-         "--model-metadata-file", str(metadata), "--map-tokens", "0", "--chat-mode", "ask",
-         "--message", "say hi", "hello.py"],
+         "--map-tokens", "0", "--chat-mode", "ask", "--message", "say hi", "hello.py"],
         project, env,
     )  # fmt: skip
     output = result.stdout + result.stderr
@@ -116,14 +133,10 @@ def test_continue_cli_asks_the_router(
     home.mkdir()
     project = tmp_path / "project"
     project.mkdir()
-    config = tmp_path / "config.yaml"
-    config.write_text(
-        "name: router\nversion: 0.0.1\nschema: v1\nmodels:\n"
-        "  - name: router\n    provider: openai\n    model: cline-memory-router\n"
-        f"    apiBase: {router.base_url}/v1\n    apiKey: x\n"
-        "    roles: [chat]\n",
-        encoding="utf-8",
-    )
+    config = tmp_path / "config.yaml"  # the guide's configuration, the router's URL in it
+    documented = guide_block("continue-config")
+    assert documented.count(DOC_URL) == 1
+    config.write_text(documented.replace(DOC_URL, router.base_url + "/v1"), encoding="utf-8")
     guard = tmp_path / "loopback-fetch.mjs"
     guard.write_text(LOOPBACK_FETCH, encoding="utf-8")
     env = offline_env(
