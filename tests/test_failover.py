@@ -313,14 +313,24 @@ def test_a_host_killed_mid_run_loses_no_request_that_had_not_started_streaming(
                 for line in response.iter_lines():
                     if first_at is None and '"content":"w' in line:
                         first_at = time.monotonic()
+                        streaming.add(i)
                     lines.append(line)
             results[i] = {"first_at": first_at, "lines": lines, "headers": dict(response.headers)}
 
+        streaming: set[int] = set()
         threads = [threading.Thread(target=one, args=(i,)) for i in range(6)]
-        for thread in threads:
+        # The first goes to the pool's first host (both idle) and is streaming from it when
+        # the host dies; the others arrive while it runs: queued behind it there, or on the
+        # other host.
+        threads[0].start()
+        deadline = time.monotonic() + 20
+        while 0 not in streaming and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert 0 in streaming, "the first request never started streaming"
+        for thread in threads[1:]:
             thread.start()
             time.sleep(0.05)
-        time.sleep(0.8)
+        time.sleep(0.3)
         killed_at = time.monotonic()
         here.stop()
         for thread in threads:
