@@ -45,18 +45,22 @@ fi
 "$VENV/bin/python" -c "from memory_router.backends.embedded import packaged_model_path as p; p()"
 
 if (( DEV )); then
-    cline_dir=.tools/cline
-    if [[ -x "$cline_dir/node_modules/.bin/cline" ]] \
-        && grep -q "\"version\": \"$CLINE_VERSION\"" "$cline_dir/node_modules/cline/package.json"; then
-        echo "setup: cline $CLINE_VERSION present"
-    elif command -v npm >/dev/null; then
-        echo "setup: installing cline@$CLINE_VERSION from npm into $cline_dir"
-        mkdir -p "$cline_dir"
-        npm install --prefix "$cline_dir" --no-audit --no-fund --loglevel=error \
-            "cline@$CLINE_VERSION" >/dev/null
-    else
-        echo "setup: npm not found: the Cline end-to-end test will be skipped" >&2
-    fi
+    # An npm client CLI in a folder of its own under .tools, once per version.
+    npm_tool() {  # folder, its bin name, package, version, what it is for
+        local dir=$1 bin=$2 package=$3 version=$4 label=$5
+        if [[ -x "$dir/node_modules/.bin/$bin" ]] \
+            && grep -q "\"version\": \"$version\"" "$dir/node_modules/$package/package.json"; then
+            echo "setup: $package $version present"
+        elif command -v npm >/dev/null; then
+            echo "setup: installing $package@$version from npm into $dir"
+            mkdir -p "$dir"
+            npm install --prefix "$dir" --no-audit --no-fund --loglevel=error \
+                "$package@$version" >/dev/null
+        else
+            echo "setup: npm not found: the $label end-to-end test will be skipped" >&2
+        fi
+    }
+    npm_tool .tools/cline cline cline "$CLINE_VERSION" Cline
 
     # aider and the Continue CLI, real clients for tests/e2e/test_cli_clients.py. aider gets
     # a venv of its own: its exact pins would clash with ours.
@@ -73,18 +77,7 @@ if (( DEV )); then
             && rm -f .tools/aider-install.log \
             || echo "setup: installing aider failed (see .tools/aider-install.log): its end-to-end test will be skipped" >&2
     fi
-    continue_dir=.tools/continue
-    if [[ -x "$continue_dir/node_modules/.bin/cn" ]] \
-        && grep -q "\"version\": \"$CONTINUE_VERSION\"" "$continue_dir/node_modules/@continuedev/cli/package.json"; then
-        echo "setup: continue cli $CONTINUE_VERSION present"
-    elif command -v npm >/dev/null; then
-        echo "setup: installing @continuedev/cli@$CONTINUE_VERSION from npm into $continue_dir"
-        mkdir -p "$continue_dir"
-        npm install --prefix "$continue_dir" --no-audit --no-fund --loglevel=error \
-            "@continuedev/cli@$CONTINUE_VERSION" >/dev/null
-    else
-        echo "setup: npm not found: the Continue CLI end-to-end test will be skipped" >&2
-    fi
+    npm_tool .tools/continue cn @continuedev/cli "$CONTINUE_VERSION" "Continue CLI"
 
     # The dashboard's browser test drives the system's Chromium through Playwright (no
     # `playwright install`): Debian's package, installed when apt-get can be used here.

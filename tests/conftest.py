@@ -163,3 +163,13 @@ def router(emulator: OllamaEmulator, make_router: RouterFactory) -> RouterThread
 def http(router: RouterThread) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=router.base_url, timeout=30) as client:
         yield client
+
+
+@pytest.fixture
+def machines() -> Iterator[tuple[OllamaEmulator, OllamaEmulator]]:
+    """Two Ollama hosts: the reference machine (16 GiB VRAM: one big model at a time) twice,
+    with loads and tokens sped up."""
+    from tests.test_ollama_emulator import quick_reference
+
+    with OllamaEmulator(quick_reference()) as here, OllamaEmulator(quick_reference()) as there:
+        yield here, there

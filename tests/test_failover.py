@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from memory_router.decision_log import read_records
 from tests.conftest import REPO, RouterFactory, RouterThread
 from tests.ollama_emulator import OllamaEmulator, Script
 from tests.test_ollama_emulator import quick_reference
+from tests.test_ollama_hosts import chats
 
 FAST, CODER, LONG = "qwen3:30b-a3b", "qwen2.5-coder:32b", "llama4:16x17b"
 GIB = 1024**3
@@ -51,18 +51,6 @@ def gpu2(emulator: OllamaEmulator) -> dict[str, Any]:
         "ram_bytes": 128 * GIB,
         "connect_timeout_s": 0.5,
     }
-
-
-@pytest.fixture
-def machines() -> Iterator[tuple[OllamaEmulator, OllamaEmulator]]:
-    with OllamaEmulator(quick_reference()) as here, OllamaEmulator(quick_reference()) as there:
-        yield here, there
-
-
-def chats(emulator: OllamaEmulator) -> list[str]:
-    return [
-        r.json["model"] for r in emulator.requests if r.path == "/api/chat" and r.json["messages"]
-    ]
 
 
 def ask(router: RouterThread, *messages: dict[str, Any], **body: Any) -> httpx.Response:

@@ -7,7 +7,6 @@ host (``ollama_hosts``). Loading the coder there must not evict anything here.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,6 @@ from memory_router.errors import ConfigError
 from memory_router.settings import load_settings
 from tests.conftest import REPO, RouterFactory, free_socket, write_config
 from tests.ollama_emulator import OllamaEmulator, fast_profile
-from tests.test_ollama_emulator import quick_reference
 
 FAST, CODER = "qwen3:30b-a3b", "qwen2.5-coder:32b"
 GIB = 1024**3
@@ -31,13 +29,6 @@ def models_with_coder_on(host: str) -> dict[str, Any]:
         if spec["name"] == CODER:
             spec["backend"] = host
     return models
-
-
-@pytest.fixture
-def machines() -> Iterator[tuple[OllamaEmulator, OllamaEmulator]]:
-    # The reference machine (16 GiB VRAM: one big model at a time), twice, with fast loads.
-    with OllamaEmulator(quick_reference()) as here, OllamaEmulator(quick_reference()) as there:
-        yield here, there
 
 
 def chats(emulator: OllamaEmulator) -> list[str]:

@@ -197,15 +197,10 @@ class Run:
                     if isinstance(event, Finish):
                         self.finish = event
                         service.learn(decision, event)
-                    if check is not None:
-                        for out in check.see(event):
-                            if watch is not None and not isinstance(out, Finish):
-                                watch.see(out)
-                            yield out
-                        continue
-                    if watch is not None and not isinstance(event, Finish):
-                        watch.see(event)
-                    yield event
+                    for out in check.see(event) if check is not None else (event,):
+                        if watch is not None and not isinstance(out, Finish):
+                            watch.see(out)
+                        yield out
                 if check is not None:
                     for out in check.flush():
                         yield out
