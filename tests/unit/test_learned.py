@@ -16,6 +16,7 @@ from memory_router.routing.learned import (
     default_weights,
     ngram_counts,
     structure,
+    word_count,
     words_of,
 )
 from memory_router.routing.signals import read_signals
@@ -38,6 +39,18 @@ def test_ngrams_are_the_same_in_every_process_and_normalised() -> None:
     assert ids == ngram_counts("fix the FLAKY test, bitte")[0]  # lower case
     assert abs(sum(v * v for v in values) - 1.0) < 1e-9
     assert ngram_counts("") == ((), ())
+
+
+def test_words_are_counted_in_scripts_written_without_spaces() -> None:
+    assert word_count("fix the flaky test, bitte") == 5
+    assert word_count("帮我把这个接口改成异步的") == 6  # 12 characters, about 6 words
+    thanks = "なるほど、よく分かりました。ありがとうございます！"
+    assert word_count(thanks) == 11  # 22 characters; punctuation is no word
+    assert word_count("把 timeout 改成 30s") == 4
+    assert word_count("") == 0
+    long_thanks = request({"role": "user", "content": thanks})
+    on = structure(long_thanks, read_signals(long_thanks))
+    assert on[STRUCTURE.index("len:6-20")] == 1.0 and on[STRUCTURE.index("len:1")] == 0.0
 
 
 def test_the_standing_rules_of_the_system_prompt_are_not_a_feature() -> None:

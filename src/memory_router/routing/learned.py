@@ -53,13 +53,15 @@ __all__ = [
     "words_of",
 ]
 
-FEATURE_VERSION = 3
+FEATURE_VERSION = 4
 """Bump when a feature changes: weights of another version are refused."""
 NGRAM_BITS = 15
 EMBED_DIM = 384
 EMBED_CHARS = 300  # the words embedded: the head of the user's message
 _WORDS = 1200  # characters of the words the model reads: the head says what is asked
 _TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
+# Kana, CJK ideographs and Hangul: written without spaces, about two characters a word.
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
 
 STRUCTURE = (
     "client:native", "client:xml", "client:plain",
@@ -138,7 +140,7 @@ def structure(
         on.add("pasted")
     if text.rstrip().endswith(("?", "？")):
         on.add("question")
-    words = len(text.split())
+    words = word_count(text)
     on.add(
         "len:1" if words <= 1 else "len:2-5" if words <= 5 else "len:6-20" if words <= 20
         else "len:21-80" if words <= 80 else "len:81+"
@@ -167,6 +169,16 @@ def structure(
         if present:
             on.add(name)
     return [1.0 if name in on else 0.0 for name in STRUCTURE]
+
+
+def word_count(text: str) -> int:
+    """Words in ``text``: whitespace-separated ones, and a word per two characters of Chinese,
+    Japanese or Korean script (written without spaces, a sentence would count as one)."""
+    cjk = len(_CJK.findall(text))
+    if not cjk:
+        return len(text.split())
+    rest = _CJK.sub(" ", text)
+    return sum(1 for word in rest.split() if any(c.isalnum() for c in word)) + (cjk + 1) // 2
 
 
 @lru_cache(maxsize=2048)
