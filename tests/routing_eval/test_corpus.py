@@ -44,7 +44,7 @@ def test_the_corpus_is_large_and_diverse() -> None:
     corpus = load_corpus()
     every = [c for cases in corpus.values() for c in cases]
     assert len(every) >= 2000
-    assert {c.lang for c in every} == LANGS
+    assert {c.lang for c in every} >= LANGS
     assert {c.case.label for c in every} == CLASSES
     assert len({c.project for c in every}) >= 10
     clients = Counter(c.client for c in every)
