@@ -504,6 +504,12 @@ class Renderer:
             result = f"The content was successfully saved to {target}."
             if after is not None:
                 result = self.saved(target, after)
+        elif "ask" in op:
+            tool, target = "ask_followup_question", str(op["ask"])
+            params = [("question", target)]
+            if op.get("options"):
+                params.append(("options", json.dumps(op["options"], ensure_ascii=False)))
+            result = f"<answer>\n{op['answer']}\n</answer>"
         else:
             raise ValueError(f"{self.case['id']}: operation {sorted(op)} has no XML form")
         self.xml_call(
