@@ -31,6 +31,7 @@ from tests.routing_eval.holdout2 import languages, load_holdout2  # noqa: E402
 
 from memory_router.domain import TASK_CLASSES  # noqa: E402
 from memory_router.routing.engine import ExampleIndex, RoutingEngine  # noqa: E402
+from memory_router.routing.learned import LearnedModel, default_weights  # noqa: E402
 from memory_router.routing.policy import View  # noqa: E402
 from memory_router.settings import ModelSpec, load_settings  # noqa: E402
 from memory_router.wire.openai import ChatCompletionRequest, parse_request  # noqa: E402
@@ -99,15 +100,15 @@ def measure(items: list[Item], classify: Classify, catalog: Sequence[ModelSpec])
     }
 
 
-def router(examples: ExampleIndex | None, learned: bool) -> Classify:
-    """The router's classifier: with the learned model (as shipped), or without it (the
-    rules, keyword scores and the examples' vote, as before the learned model)."""
+def router(examples: ExampleIndex | None, model: LearnedModel | None) -> Classify:
+    """The router's classifier: with a learned model (the shipped weights, or others), or
+    without one (the rules, keyword scores and the examples' vote, as before the learned
+    model). Each request is classified by a fresh engine, as a request that opens a session."""
     settings = load_settings(REPO / "config", environ={}, env_file=None)
     routing = settings.config.routing.model_copy(
         update={"classifier": settings.config.routing.classifier.model_copy(
-            update={"learned": learned})}
+            update={"learned": False})}
     )  # fmt: skip
-    model = RoutingEngine(settings.models.models, routing, 4096).learned
 
     def classify(body: dict[str, Any]) -> str:
         engine = RoutingEngine(settings.models.models, routing, 4096)
@@ -146,8 +147,8 @@ def main() -> None:
     catalog = settings.models.models
     examples = ExampleIndex(settings.task_examples, OnnxEmbedder().embed_documents)
     classifiers = {
-        "rules and examples": router(examples, learned=False),
-        "learned": router(examples, learned=True),
+        "rules and examples": router(examples, None),
+        "learned": router(examples, LearnedModel.load(default_weights())),
     }
     results: dict[str, Any] = {}
     for set_name, items in sets().items():

@@ -28,11 +28,11 @@ sys.path.insert(0, str(REPO))
 from tests.routing_eval.corpus import CorpusCase, load_corpus  # noqa: E402
 
 from memory_router.classifier_train import Example, examples_of, fit  # noqa: E402
-from memory_router.routing.engine import ExampleIndex, RoutingEngine  # noqa: E402
+from memory_router.routing.engine import ExampleIndex  # noqa: E402
 from memory_router.routing.learned import LearnedModel, default_weights  # noqa: E402
-from memory_router.routing.policy import View  # noqa: E402
 from memory_router.settings import load_settings  # noqa: E402
 from memory_router.wire.openai import ChatCompletionRequest, parse_request  # noqa: E402
+from routing_corpus import router  # noqa: E402
 from train_classifier import shipped_examples  # noqa: E402
 
 
@@ -40,18 +40,12 @@ def by_language(
     model: LearnedModel, cases: list[CorpusCase], examples: ExampleIndex
 ) -> dict[str, float]:
     """Accuracy per language of the router classifying ``cases`` with ``model``."""
-    settings = load_settings(REPO / "config", environ={}, env_file=None)
-    classifier = settings.config.routing.classifier.model_copy(update={"learned": False})
-    routing = settings.config.routing.model_copy(update={"classifier": classifier})
+    classify = router(examples, model)
     total: Counter[str] = Counter()
     right: Counter[str] = Counter()
     for case in cases:
-        engine = RoutingEngine(settings.models.models, routing, 4096)
-        engine.examples, engine.learned = examples, model
-        request = parse_request(ChatCompletionRequest, case.case.body)
-        got = engine.decide(request, View(), remember=False).signals["class"]
         total[case.lang] += 1
-        right[case.lang] += got == case.case.label
+        right[case.lang] += classify(case.case.body) == case.case.label
     return {lang: right[lang] / total[lang] for lang in sorted(total)}
 
 

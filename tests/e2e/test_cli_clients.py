@@ -78,6 +78,22 @@ def run(argv: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Completed
     )  # fmt: skip
 
 
+def home_and_project(tmp_path: Path) -> tuple[Path, Path]:
+    """An empty home for the client and an empty project folder to run it in."""
+    home, project = tmp_path / "home", tmp_path / "project"
+    home.mkdir()
+    project.mkdir()
+    return home, project
+
+
+def assert_answered(result: subprocess.CompletedProcess[str], emulator: OllamaEmulator) -> None:
+    """The client exited cleanly, its request reached Ollama, and it printed the answer."""
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert chats(emulator), output
+    assert REPLY in result.stdout, output
+
+
 def test_aider_asks_the_router(
     emulator: OllamaEmulator, make_router: RouterFactory, tmp_path: Path
 ) -> None:
@@ -85,10 +101,7 @@ def test_aider_asks_the_router(
         pytest.skip("aider is not installed in .tools/aider: run ./scripts/setup.sh --dev")
     router = make_router(emulator.base_url)
     emulator.enqueue(Script(content=REPLY))
-    home = tmp_path / "home"
-    home.mkdir()
-    project = tmp_path / "project"
-    project.mkdir()
+    home, project = home_and_project(tmp_path)
     (project / "hello.py").write_text('print("hello")\n', encoding="utf-8")
     for git in (["init", "-q"], ["config", "user.name", "t"], ["config", "user.email", "t@t"]):
         subprocess.run(["git", *git], cwd=project, check=True)
@@ -116,10 +129,7 @@ def test_aider_asks_the_router(
          "--map-tokens", "0", "--chat-mode", "ask", "--message", "say hi", "hello.py"],
         project, env,
     )  # fmt: skip
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output
-    assert chats(emulator), output
-    assert REPLY in result.stdout, output
+    assert_answered(result, emulator)
 
 
 def test_continue_cli_asks_the_router(
@@ -129,10 +139,7 @@ def test_continue_cli_asks_the_router(
         pytest.skip("the Continue CLI is not installed in .tools/continue: run setup.sh --dev")
     router = make_router(emulator.base_url)
     emulator.enqueue(Script(content=REPLY))
-    home = tmp_path / "home"
-    home.mkdir()
-    project = tmp_path / "project"
-    project.mkdir()
+    home, project = home_and_project(tmp_path)
     config = tmp_path / "config.yaml"  # the guide's configuration, the router's URL in it
     documented = guide_block("continue-config")
     assert documented.count(DOC_URL) == 1
@@ -146,7 +153,4 @@ def test_continue_cli_asks_the_router(
         NODE_OPTIONS=f"--import={guard}",
     )
     result = run([str(CONTINUE), "--config", str(config), "-p", "say hi"], project, env)
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output
-    assert chats(emulator), output
-    assert REPLY in result.stdout, output
+    assert_answered(result, emulator)
